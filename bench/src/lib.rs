@@ -1,0 +1,1 @@
+//! heavyread benchmark tools (in progress).

@@ -1,0 +1,1 @@
+//! heavyread reader (in progress).

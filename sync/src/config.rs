@@ -1,0 +1,124 @@
+//! Settings of the sync thread, validated once.
+
+use std::time::Duration;
+
+use crate::schema::Keys;
+use crate::Error;
+
+/// How the sync thread reaches Redis and how patient it is.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS.
+    pub redis_url: String,
+    /// Key prefix (the hash tag's content) shared with the writer.
+    pub prefix: String,
+    /// Idle time on the subscription after which a PING is sent.
+    pub ping_interval: Duration,
+    /// How long a PING may go unanswered before the connection is declared dead.
+    pub ping_timeout: Duration,
+    /// Limit for connecting and for each command on the command connection.
+    pub command_timeout: Duration,
+    /// First reconnect delay; doubles up to `backoff_max`, with jitter.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Entries asked for per HSCAN call during a full resync.
+    pub scan_batch: usize,
+    /// Log entries read per catch-up round trip.
+    pub catch_up_batch: usize,
+    /// Messages buffered between the subscription and the applier; when full,
+    /// Redis buffers, and past its limit drops the subscriber (a gap, repaired).
+    pub channel_capacity: usize,
+}
+
+impl SyncConfig {
+    /// Defaults for `redis_url`.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        SyncConfig {
+            redis_url: redis_url.into(),
+            prefix: crate::schema::DEFAULT_PREFIX.to_owned(),
+            ping_interval: Duration::from_secs(1),
+            ping_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            scan_batch: 2_000,
+            catch_up_batch: 1_000,
+            channel_capacity: 1 << 18,
+        }
+    }
+
+    /// Checks every field; the message names the setting and the bad value.
+    pub fn validate(&self) -> Result<Keys, Error> {
+        let bad = |what: &str, why: String| Err(Error::Config(format!("{what}: {why}")));
+        if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
+            return bad("redis url", format!("{:?} is not a Redis URL: {e}", redacted(&self.redis_url)));
+        }
+        let keys = Keys::new(&self.prefix).map_err(|e| Error::Config(format!("prefix: {e}")))?;
+        for (name, d) in [
+            ("ping interval", self.ping_interval),
+            ("ping timeout", self.ping_timeout),
+            ("command timeout", self.command_timeout),
+            ("backoff min", self.backoff_min),
+            ("backoff max", self.backoff_max),
+        ] {
+            if d.is_zero() {
+                return bad(name, "must be greater than zero".into());
+            }
+        }
+        if self.backoff_max < self.backoff_min {
+            return bad("backoff max", format!("{:?} is below backoff min {:?}", self.backoff_max, self.backoff_min));
+        }
+        for (name, n) in [
+            ("scan batch", self.scan_batch),
+            ("catch-up batch", self.catch_up_batch),
+            ("channel capacity", self.channel_capacity),
+        ] {
+            if n == 0 || n > 1 << 24 {
+                return bad(name, format!("{n} is outside 1..=16777216"));
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        assert!(SyncConfig::new("redis://127.0.0.1:6379").validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let mut c = SyncConfig::new("redis://127.0.0.1:6379");
+        c.ping_timeout = Duration::ZERO;
+        assert!(c.validate().unwrap_err().to_string().contains("ping timeout"));
+        let mut c = SyncConfig::new("nope://x");
+        c.prefix = "ok".into();
+        assert!(c.validate().unwrap_err().to_string().contains("redis url"));
+        let mut c = SyncConfig::new("redis://127.0.0.1:6379");
+        c.prefix = "a b".into();
+        assert!(c.validate().unwrap_err().to_string().contains("prefix"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redacted("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redacted("redis://h:1"), "redis://h:1");
+    }
+}

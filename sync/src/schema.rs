@@ -1,0 +1,180 @@
+//! The Redis schema and the function library that changes it.
+//!
+//! Every key carries one hash tag, `{prefix}`, so a Redis Cluster slot holds a
+//! whole version sequence:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{p}:posts` | hash | id → stored record (see [`crate::record`]) |
+//! | `{p}:version` | string | the global version, one per change |
+//! | `{p}:log` | stream | one entry per change, id `<version>-1`, fields `op`, `id`; capped with `MAXLEN ~` |
+//! | `{p}:epoch` | string | set once; a new value means Redis lost its data |
+//! | `{p}:changes` | channel | the full record of every change |
+//!
+//! Writes go through one Redis Function library, [`LIBRARY`], loaded with
+//! `FUNCTION LOAD REPLACE`. `put` and `delete` each do INCR, HSET/HDEL, XADD
+//! and PUBLISH in one atomic call and return the new version, so publish order
+//! is version order. Nothing is written before the arguments are checked.
+//! Readers never call functions: they read with plain commands (`MULTI`,
+//! `XRANGE`, `HMGET`, `HSCAN`), which also work on replicas.
+
+/// Name of the function library; bump [`LIBRARY_VERSION`] with any change to it.
+pub const LIBRARY_NAME: &str = "heavyread";
+/// Version of the function library's contract, returned by `heavyread_version`.
+pub const LIBRARY_VERSION: u32 = 1;
+
+/// The Lua source of the function library.
+///
+/// Keys of `heavyread_put` and `heavyread_delete`: posts, version, log, epoch.
+/// Arguments: channel, log max length, id, record template (version zero).
+pub const LIBRARY: &str = r#"#!lua name=heavyread
+
+local FIXED = 36
+
+-- The record's version field is a big-endian u64 at offset 2 (see record.rs).
+local function u64be(n)
+  local t = {}
+  for i = 8, 1, -1 do
+    t[i] = string.char(n % 256)
+    n = math.floor(n / 256)
+  end
+  return table.concat(t)
+end
+
+local function ensure_epoch(key)
+  if redis.call('EXISTS', key) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', key, t[1] .. '.' .. t[2])
+  end
+end
+
+local function check(keys, args, op)
+  if #keys ~= 4 or #args ~= 4 then
+    return 'heavyread: expected 4 keys and 4 arguments'
+  end
+  local maxlen = tonumber(args[2])
+  if not maxlen or maxlen < 1 then
+    return 'heavyread: log max length must be a positive integer'
+  end
+  local rec = args[4]
+  if #rec < FIXED or string.byte(rec, 1) ~= 1 or string.byte(rec, 2) ~= op then
+    return 'heavyread: malformed record template'
+  end
+  local idlen = string.byte(rec, 35) * 256 + string.byte(rec, 36)
+  if string.sub(rec, FIXED + 1, FIXED + idlen) ~= args[3] then
+    return 'heavyread: record id does not match the id argument'
+  end
+  return nil
+end
+
+local function apply(keys, args, opname)
+  ensure_epoch(keys[4])
+  local v = redis.call('INCR', keys[2])
+  local rec = string.sub(args[4], 1, 2) .. u64be(v) .. string.sub(args[4], 11)
+  redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], v .. '-1', 'op', opname, 'id', args[3])
+  if opname == 'put' then
+    redis.call('HSET', keys[1], args[3], rec)
+  else
+    redis.call('HDEL', keys[1], args[3])
+  end
+  redis.call('PUBLISH', args[1], rec)
+  return v
+end
+
+local function put(keys, args)
+  local err = check(keys, args, 1)
+  if err then return redis.error_reply(err) end
+  return apply(keys, args, 'put')
+end
+
+local function delete(keys, args)
+  local err = check(keys, args, 2)
+  if err then return redis.error_reply(err) end
+  if redis.call('HEXISTS', keys[1], args[3]) == 0 then
+    return 0
+  end
+  return apply(keys, args, 'del')
+end
+
+local function version(keys, args)
+  return 1
+end
+
+redis.register_function('heavyread_put', put)
+redis.register_function('heavyread_delete', delete)
+redis.register_function{function_name = 'heavyread_version', callback = version, flags = {'no-writes'}}
+"#;
+
+/// Default key prefix (the hash tag's content).
+pub const DEFAULT_PREFIX: &str = "hr";
+/// Default approximate length of the change log.
+pub const DEFAULT_LOG_MAX_LEN: u64 = 1_000_000;
+
+/// The key and channel names of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Hash of id → record.
+    pub posts: String,
+    /// Global version counter.
+    pub version: String,
+    /// Capped change log (stream).
+    pub log: String,
+    /// Random id of this Redis dataset.
+    pub epoch: String,
+    /// Pub/sub channel carrying every record.
+    pub channel: String,
+}
+
+/// A prefix that is not usable as a hash tag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key prefix {0:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ - :")]
+pub struct BadPrefix(pub String);
+
+impl Keys {
+    /// The names for `prefix` (1–64 characters of `A-Z a-z 0-9 . _ - :`).
+    pub fn new(prefix: &str) -> Result<Self, BadPrefix> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+        if !ok {
+            return Err(BadPrefix(prefix.to_owned()));
+        }
+        let tag = format!("{{{prefix}}}");
+        Ok(Keys {
+            posts: format!("{tag}:posts"),
+            version: format!("{tag}:version"),
+            log: format!("{tag}:log"),
+            epoch: format!("{tag}:epoch"),
+            channel: format!("{tag}:changes"),
+        })
+    }
+
+    /// The four keys the write functions take, in their order.
+    pub fn function_keys(&self) -> [&str; 4] {
+        [&self.posts, &self.version, &self.log, &self.epoch]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = Keys::new("hr").unwrap();
+        assert_eq!(k.posts, "{hr}:posts");
+        assert_eq!(k.version, "{hr}:version");
+        assert_eq!(k.log, "{hr}:log");
+        assert_eq!(k.epoch, "{hr}:epoch");
+        assert_eq!(k.channel, "{hr}:changes");
+    }
+
+    #[test]
+    fn bad_prefixes_are_rejected() {
+        for p in ["", "a}b", "a{b", "a b", &"x".repeat(65)] {
+            assert!(Keys::new(p).is_err(), "{p:?}");
+        }
+    }
+}

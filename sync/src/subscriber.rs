@@ -1,0 +1,602 @@
+//! The sync thread: keeps one process's [`Store`](crate::Store) equal to Redis.
+//!
+//! ```text
+//! connect ─► subscribe ─► bootstrap (empty store, new epoch, log trimmed)
+//!                    └──► catch up (same epoch: XRANGE the log from last + 1, HMGET the ids)
+//!                              ─► live: apply version last + 1; anything else is a gap → catch up
+//! any error, dropped subscription or unanswered PING ─► backoff (capped, jittered) ─► connect
+//! ```
+//!
+//! Two threads per process: a pub/sub thread that only reads the subscription
+//! (and PINGs it when idle) and forwards payloads through a bounded crossbeam
+//! channel, and the sync thread that owns the [`StoreWriter`] and a command
+//! connection. Subscribing comes first, so whatever is published while the
+//! sync thread bootstraps or catches up waits in the channel and is applied
+//! after; per id a higher version always wins and a lower one never does, so
+//! the overlap is harmless.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use redis::Value;
+use tracing::{debug, info, warn};
+
+use crate::config::{redacted, SyncConfig};
+use crate::record::{now_ns, Op, RecordRef};
+use crate::schema::Keys;
+use crate::status::SyncStatus;
+use crate::store::{Applied, StoreWriter};
+use crate::{Error, Store};
+
+/// A running sync thread. Dropping it stops the thread.
+#[derive(Debug)]
+pub struct Subscriber {
+    status: Arc<SyncStatus>,
+    store: Arc<Store>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Subscriber {
+    /// Validates `config` and starts the sync thread, which then owns `writer`.
+    pub fn spawn(config: SyncConfig, writer: StoreWriter) -> Result<Self, Error> {
+        let keys = config.validate()?;
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let status = Arc::new(SyncStatus::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let store = Arc::clone(writer.store());
+        let mut sync = SyncThread {
+            cfg: config,
+            keys,
+            client,
+            writer,
+            status: Arc::clone(&status),
+            stop: Arc::clone(&stop),
+            epoch: None,
+            last: 0,
+            synced: false,
+            reached_live: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("heavyread-sync".into())
+            .spawn(move || sync.run())?;
+        Ok(Subscriber {
+            status,
+            store,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// State, counters and propagation histogram of the sync thread.
+    pub fn status(&self) -> &Arc<SyncStatus> {
+        &self.status
+    }
+
+    /// The store this thread keeps current.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops the sync thread and waits for it.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+enum Event {
+    Subscribed,
+    Message(Vec<u8>),
+    Alive,
+    Lost(Error),
+}
+
+struct SyncThread {
+    cfg: SyncConfig,
+    keys: Keys,
+    client: redis::Client,
+    writer: StoreWriter,
+    status: Arc<SyncStatus>,
+    stop: Arc<AtomicBool>,
+    /// Epoch of the dataset the store mirrors; `None` before the first sync
+    /// or when Redis has never been written.
+    epoch: Option<String>,
+    /// Highest version applied in order.
+    last: u64,
+    /// A full sync has completed.
+    synced: bool,
+    /// The current session got to live mode (resets the backoff).
+    reached_live: bool,
+}
+
+/// Raises a flag when dropped, so a session's pub/sub thread ends with it.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl SyncThread {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn run(&mut self) {
+        info!(url = %redacted(&self.cfg.redis_url), prefix = %self.cfg.prefix, "sync thread started");
+        let mut backoff = self.cfg.backoff_min;
+        let mut attempt = 0u64;
+        while !self.stopped() {
+            if attempt > 0 {
+                SyncStatus::add(&self.status.counters.reconnects);
+            }
+            attempt += 1;
+            self.reached_live = false;
+            let result = self.session();
+            self.status.set_connected(false);
+            match result {
+                Ok(()) => break,
+                Err(e) => warn!(error = %e, attempt, "redis sync session ended; reconnecting"),
+            }
+            if self.reached_live {
+                backoff = self.cfg.backoff_min;
+            }
+            self.sleep(jitter(backoff));
+            backoff = (backoff * 2).min(self.cfg.backoff_max);
+        }
+        info!("sync thread stopped");
+    }
+
+    /// Sleeps up to `d`, waking early on stop.
+    fn sleep(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stopped() {
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// One connection's life. `Ok` only when asked to stop.
+    fn session(&mut self) -> Result<(), Error> {
+        let (tx, rx) = crossbeam_channel::bounded(self.cfg.channel_capacity);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel = CancelOnDrop(Arc::clone(&cancel));
+        {
+            let client = self.client.clone();
+            let channel = self.keys.channel.clone();
+            let cfg = self.cfg.clone();
+            let stop = Arc::clone(&self.stop);
+            let status = Arc::clone(&self.status);
+            std::thread::Builder::new()
+                .name("heavyread-pubsub".into())
+                .spawn(move || pubsub_thread(client, channel, tx, cancel, stop, status, cfg))?;
+        }
+        self.wait_subscribed(&rx)?;
+        let mut con = self.client.get_connection_with_timeout(self.cfg.command_timeout)?;
+        con.set_read_timeout(Some(self.cfg.command_timeout))?;
+        con.set_write_timeout(Some(self.cfg.command_timeout))?;
+        self.status.set_connected(true);
+        self.sync_up(&mut con)?;
+        self.reached_live = true;
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Event::Message(bytes)) => {
+                    self.status.touch();
+                    self.on_message(&bytes, &mut con)?;
+                }
+                Ok(Event::Alive) => self.status.touch(),
+                Ok(Event::Subscribed) => {}
+                Ok(Event::Lost(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Protocol("subscription thread ended".into()))
+                }
+            }
+        }
+    }
+
+    fn wait_subscribed(&self, rx: &Receiver<Event>) -> Result<(), Error> {
+        let deadline = Instant::now() + self.cfg.command_timeout * 2;
+        loop {
+            if self.stopped() {
+                return Err(Error::Protocol("stopping".into()));
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Event::Subscribed) => return Ok(()),
+                Ok(Event::Lost(e)) => return Err(e),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => return Err(Error::Protocol("no subscription confirmation".into())),
+            }
+        }
+    }
+
+    /// Reads the epoch and the version in one transaction.
+    fn read_state(&self, con: &mut redis::Connection) -> Result<(Option<String>, u64), Error> {
+        let (epoch, version): (Option<String>, Option<u64>) = redis::pipe()
+            .atomic()
+            .get(&self.keys.epoch)
+            .get(&self.keys.version)
+            .query(con)?;
+        Ok((epoch, version.unwrap_or(0)))
+    }
+
+    /// After (re)connecting: bootstrap, resync or catch up, as the state requires.
+    fn sync_up(&mut self, con: &mut redis::Connection) -> Result<(), Error> {
+        if !self.synced {
+            return self.full_resync(con, false);
+        }
+        let (epoch, version) = self.read_state(con)?;
+        if epoch != self.epoch || version < self.last {
+            info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis lost its data; resyncing");
+            return self.full_resync(con, true);
+        }
+        self.catch_up(con)
+    }
+
+    /// Rebuilds the store from the hash. With `force`, versions of the old
+    /// dataset are not comparable and every scanned record replaces its entry.
+    fn full_resync(&mut self, con: &mut redis::Connection, force: bool) -> Result<(), Error> {
+        let started = Instant::now();
+        SyncStatus::add(&self.status.counters.full_resyncs);
+        self.writer.begin_resync();
+        let (epoch, v0) = self.read_state(con)?;
+        let mut cursor: u64 = 0;
+        let mut scanned = 0usize;
+        loop {
+            if self.stopped() {
+                return Err(Error::Protocol("stopping".into()));
+            }
+            let reply: Value = redis::cmd("HSCAN")
+                .arg(&self.keys.posts)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(self.cfg.scan_batch)
+                .query(con)?;
+            let (next, items) = parse_scan(reply)?;
+            let mut it = items.into_iter();
+            while let (Some(field), Some(value)) = (it.next(), it.next()) {
+                scanned += 1;
+                let (Value::BulkString(field), Value::BulkString(value)) = (field, value) else {
+                    self.malformed("hash entry is not a pair of strings", b"");
+                    continue;
+                };
+                match RecordRef::decode(&value) {
+                    Ok(rec) if rec.op == Op::Put && rec.id.as_bytes() == field.as_slice() && rec.version > 0 => {
+                        let applied = self.writer.resync_put(&rec, force);
+                        self.count(applied);
+                    }
+                    Ok(_) => self.malformed("hash record does not match its field", &field),
+                    Err(e) => self.malformed(&e.to_string(), &field),
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let swept = self.writer.sweep();
+        if force || self.epoch != epoch {
+            self.status.reset_versions(v0);
+        }
+        self.epoch = epoch;
+        self.last = v0;
+        self.status.set_last_version(v0);
+        self.synced = true;
+        self.status.set_bootstrapped();
+        self.status.touch();
+        info!(
+            scanned,
+            swept,
+            version = v0,
+            entries = self.writer.store().len(),
+            ms = started.elapsed().as_millis() as u64,
+            "full resync done"
+        );
+        Ok(())
+    }
+
+    /// Applies every change after `last` from the log; falls back to a full
+    /// resync when the log no longer reaches back or the dataset changed.
+    fn catch_up(&mut self, con: &mut redis::Connection) -> Result<(), Error> {
+        SyncStatus::add(&self.status.counters.catch_ups);
+        let started_at = self.last;
+        loop {
+            if self.stopped() {
+                return Err(Error::Protocol("stopping".into()));
+            }
+            let from = self.last + 1;
+            let (epoch, version, log): (Option<String>, Option<u64>, Value) = redis::pipe()
+                .atomic()
+                .get(&self.keys.epoch)
+                .get(&self.keys.version)
+                .cmd("XRANGE")
+                .arg(&self.keys.log)
+                .arg(format!("{from}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(self.cfg.catch_up_batch)
+                .query(con)?;
+            let version = version.unwrap_or(0);
+            if epoch != self.epoch || version < self.last {
+                info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis lost its data; resyncing");
+                return self.full_resync(con, true);
+            }
+            self.status.saw_version(version);
+            if version < from {
+                break;
+            }
+            let entries = parse_log(log)?;
+            let contiguous = entries.first().is_some_and(|e| e.0 == from)
+                && entries.windows(2).all(|w| w[1].0 == w[0].0 + 1);
+            if !contiguous {
+                info!(from, version, "change log no longer reaches back; full resync");
+                return self.full_resync(con, false);
+            }
+            let ids: Vec<&str> = entries.iter().map(|e| e.1.as_str()).collect();
+            let recs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(&self.keys.posts).arg(&ids).query(con)?;
+            if recs.len() != entries.len() {
+                return Err(Error::Protocol("HMGET answered a different number of values".into()));
+            }
+            for ((v, id), rec) in entries.iter().zip(recs) {
+                match rec {
+                    // The id is gone now: whatever the log says it was, it is deleted as of `v` or later.
+                    None => {
+                        let applied = self.writer.delete(id, *v);
+                        self.count(applied);
+                    }
+                    Some(bytes) => match RecordRef::decode(&bytes) {
+                        Ok(r) if r.op == Op::Put && r.id == id && r.version >= *v => {
+                            let applied = self.writer.put(&r);
+                            self.count(applied);
+                        }
+                        Ok(_) => self.malformed("hash record does not match the log", id.as_bytes()),
+                        Err(e) => self.malformed(&e.to_string(), id.as_bytes()),
+                    },
+                }
+            }
+            if let Some(last) = entries.last() {
+                self.last = last.0;
+                self.status.set_last_version(self.last);
+            }
+        }
+        self.status.touch();
+        debug!(from = started_at + 1, to = self.last, "caught up from the log");
+        Ok(())
+    }
+
+    fn on_message(&mut self, bytes: &[u8], con: &mut redis::Connection) -> Result<(), Error> {
+        let rec = match RecordRef::decode(bytes) {
+            Ok(r) if r.version > 0 => r,
+            Ok(_) => {
+                self.malformed("published record without a version", b"");
+                return Ok(());
+            }
+            Err(e) => {
+                self.malformed(&e.to_string(), b"");
+                return Ok(());
+            }
+        };
+        self.status.saw_version(rec.version);
+        if rec.version <= self.last {
+            SyncStatus::add(&self.status.counters.records_stale);
+            return Ok(());
+        }
+        if rec.version == self.last + 1 {
+            let applied = match rec.op {
+                Op::Put => self.writer.put(&rec),
+                Op::Delete => self.writer.delete(rec.id, rec.version),
+            };
+            self.count(applied);
+            self.last = rec.version;
+            self.status.set_last_version(rec.version);
+            if applied != Applied::Stale {
+                self.status.record_applied(rec.written_at_ns, now_ns());
+            }
+            return Ok(());
+        }
+        SyncStatus::add(&self.status.counters.gaps);
+        debug!(last = self.last, got = rec.version, "gap in the change stream; catching up");
+        self.catch_up(con)
+    }
+
+    fn count(&self, applied: Applied) {
+        let c = &self.status.counters;
+        match applied {
+            Applied::Stale => SyncStatus::add(&c.records_stale),
+            _ => SyncStatus::add(&c.records_applied),
+        }
+    }
+
+    fn malformed(&self, why: &str, id: &[u8]) {
+        let n = self.status.counters.malformed_records.fetch_add(1, Ordering::Relaxed) + 1;
+        // Garbage can arrive in floods; log the first few and then every 1000th.
+        if n <= 10 || n % 1000 == 0 {
+            warn!(reason = why, id = %String::from_utf8_lossy(&id[..id.len().min(64)]), total = n, "record rejected");
+        }
+    }
+}
+
+/// `[cursor, [field, value, ...]]` from HSCAN.
+fn parse_scan(reply: Value) -> Result<(u64, Vec<Value>), Error> {
+    let Value::Array(mut parts) = reply else {
+        return Err(Error::Protocol("HSCAN reply is not an array".into()));
+    };
+    if parts.len() != 2 {
+        return Err(Error::Protocol("HSCAN reply has the wrong length".into()));
+    }
+    let items = match parts.pop() {
+        Some(Value::Array(items)) => items,
+        _ => return Err(Error::Protocol("HSCAN items are not an array".into())),
+    };
+    let cursor = match parts.pop() {
+        Some(Value::BulkString(c)) => std::str::from_utf8(&c).ok().and_then(|s| s.parse().ok()),
+        Some(Value::Int(c)) => u64::try_from(c).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::Protocol("HSCAN cursor is not a number".into()))?;
+    Ok((cursor, items))
+}
+
+/// `[[id, [field, value, ...]], ...]` from XRANGE, as (version, post id).
+fn parse_log(reply: Value) -> Result<Vec<(u64, String)>, Error> {
+    let bad = |what: &str| Error::Protocol(format!("change log entry: {what}"));
+    let Value::Array(entries) = reply else {
+        return Err(bad("XRANGE reply is not an array"));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Array(mut e) = e else { return Err(bad("not an array")) };
+        let fields = match e.pop() {
+            Some(Value::Array(f)) => f,
+            _ => return Err(bad("no fields")),
+        };
+        let version = match e.pop() {
+            Some(Value::BulkString(id)) => std::str::from_utf8(&id)
+                .ok()
+                .and_then(|s| s.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok()),
+            _ => None,
+        }
+        .ok_or_else(|| bad("stream id is not <version>-<n>"))?;
+        let mut id = None;
+        let mut it = fields.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
+                if k == b"id" {
+                    id = String::from_utf8(v).ok();
+                }
+            }
+        }
+        let id = id.ok_or_else(|| bad("no id field"))?;
+        out.push((version, id));
+    }
+    Ok(out)
+}
+
+/// A delay between `d / 2` and `d`, so readers that lost Redis together do not return together.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+fn pubsub_thread(
+    client: redis::Client,
+    channel: String,
+    tx: Sender<Event>,
+    cancel: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    status: Arc<SyncStatus>,
+    cfg: SyncConfig,
+) {
+    let done = || cancel.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+    let result = (|| -> Result<(), Error> {
+        let mut con = client.get_connection_with_timeout(cfg.command_timeout)?;
+        con.set_write_timeout(Some(cfg.ping_timeout))?;
+        let mut ps = con.as_pubsub();
+        ps.set_read_timeout(Some(cfg.command_timeout))?;
+        ps.subscribe(&channel)?;
+        if tx.send(Event::Subscribed).is_err() {
+            return Ok(());
+        }
+        ps.set_read_timeout(Some(cfg.ping_interval))?;
+        loop {
+            if done() {
+                return Ok(());
+            }
+            match ps.get_message() {
+                Ok(msg) => {
+                    if msg.get_channel_name() != channel {
+                        continue;
+                    }
+                    if tx.send(Event::Message(msg.get_payload_bytes().to_vec())).is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    // Idle: prove the connection is alive. A cut network only shows here.
+                    ps.set_read_timeout(Some(cfg.ping_timeout))?;
+                    if let Err(e) = ps.ping_message::<Value>("heavyread") {
+                        if e.is_timeout() {
+                            SyncStatus::add(&status.counters.ping_timeouts);
+                        }
+                        return Err(e.into());
+                    }
+                    if tx.send(Event::Alive).is_err() {
+                        return Ok(());
+                    }
+                    ps.set_read_timeout(Some(cfg.ping_interval))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })();
+    if let Err(e) = result {
+        if !done() {
+            let _ = tx.send(Event::Lost(e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_between_half_and_whole() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(100));
+            assert!(j >= Duration::from_millis(50) && j <= Duration::from_millis(100), "{j:?}");
+        }
+    }
+
+    #[test]
+    fn log_entries_parse_to_versions_and_ids() {
+        let entry = |id: &str, post: &str| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(vec![
+                    Value::BulkString(b"op".to_vec()),
+                    Value::BulkString(b"put".to_vec()),
+                    Value::BulkString(b"id".to_vec()),
+                    Value::BulkString(post.as_bytes().to_vec()),
+                ]),
+            ])
+        };
+        let parsed = parse_log(Value::Array(vec![entry("7-1", "a"), entry("8-1", "b")])).unwrap();
+        assert_eq!(parsed, vec![(7, "a".to_string()), (8, "b".to_string())]);
+        assert!(parse_log(Value::Array(vec![entry("x-1", "a")])).is_err());
+        assert!(parse_log(Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn scan_replies_parse_or_fail_cleanly() {
+        let ok = Value::Array(vec![Value::BulkString(b"17".to_vec()), Value::Array(vec![])]);
+        assert_eq!(parse_scan(ok).unwrap().0, 17);
+        assert!(parse_scan(Value::Array(vec![Value::Nil, Value::Array(vec![])])).is_err());
+        assert!(parse_scan(Value::Nil).is_err());
+    }
+}

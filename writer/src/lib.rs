@@ -1,0 +1,1 @@
+//! heavyread writer (in progress).
