@@ -52,7 +52,10 @@ impl SyncConfig {
     pub fn validate(&self) -> Result<Keys, Error> {
         let bad = |what: &str, why: String| Err(Error::Config(format!("{what}: {why}")));
         if let Err(e) = redis::Client::open(self.redis_url.as_str()) {
-            return bad("redis url", format!("{:?} is not a Redis URL: {e}", redacted(&self.redis_url)));
+            return bad(
+                "redis url",
+                format!("{:?} is not a Redis URL: {e}", redacted(&self.redis_url)),
+            );
         }
         let keys = Keys::new(&self.prefix).map_err(|e| Error::Config(format!("prefix: {e}")))?;
         for (name, d) in [
@@ -67,7 +70,13 @@ impl SyncConfig {
             }
         }
         if self.backoff_max < self.backoff_min {
-            return bad("backoff max", format!("{:?} is below backoff min {:?}", self.backoff_max, self.backoff_min));
+            return bad(
+                "backoff max",
+                format!(
+                    "{:?} is below backoff min {:?}",
+                    self.backoff_max, self.backoff_min
+                ),
+            );
         }
         for (name, n) in [
             ("scan batch", self.scan_batch),
@@ -107,7 +116,11 @@ mod tests {
     fn bad_values_name_the_setting() {
         let mut c = SyncConfig::new("redis://127.0.0.1:6379");
         c.ping_timeout = Duration::ZERO;
-        assert!(c.validate().unwrap_err().to_string().contains("ping timeout"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ping timeout"));
         let mut c = SyncConfig::new("nope://x");
         c.prefix = "ok".into();
         assert!(c.validate().unwrap_err().to_string().contains("redis url"));

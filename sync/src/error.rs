@@ -26,7 +26,10 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Redis(e) => {
-                e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
             }
             _ => false,
         }

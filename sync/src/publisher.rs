@@ -52,13 +52,18 @@ impl Publisher {
     /// A publisher for `redis_url` under `prefix`, keeping about
     /// `log_max_len` log entries. Connects lazily and reconnects by itself;
     /// each command gives up after `timeout`. Call [`Self::load_library`] at start.
-    pub fn new(redis_url: &str, prefix: &str, log_max_len: u64, timeout: Duration) -> Result<Self, Error> {
+    pub fn new(
+        redis_url: &str,
+        prefix: &str,
+        log_max_len: u64,
+        timeout: Duration,
+    ) -> Result<Self, Error> {
         let keys = Keys::new(prefix).map_err(|e| Error::Config(format!("prefix: {e}")))?;
         if log_max_len == 0 {
             return Err(Error::Config("log max length: must be at least 1".into()));
         }
-        let client = redis::Client::open(redis_url)
-            .map_err(|e| Error::Config(format!("redis url: {e}")))?;
+        let client =
+            redis::Client::open(redis_url).map_err(|e| Error::Config(format!("redis url: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -142,7 +147,9 @@ impl Publisher {
     /// Deletes `id`; `None` when it did not exist (nothing was written).
     pub async fn delete(&self, id: &str) -> Result<Option<u64>, Error> {
         let record = delete_template(id, now_ns())?;
-        let version = self.call(&self.fcall("heavyread_delete", id, &record)).await?;
+        let version = self
+            .call(&self.fcall("heavyread_delete", id, &record))
+            .await?;
         Ok((version != 0).then_some(version))
     }
 
@@ -171,7 +178,9 @@ impl Publisher {
             Err(e) => return Err(e.into()),
         };
         if versions.len() != items.len() {
-            return Err(Error::Protocol("pipeline answered a different number of replies".into()));
+            return Err(Error::Protocol(
+                "pipeline answered a different number of replies".into(),
+            ));
         }
         Ok(versions
             .into_iter()

@@ -187,9 +187,17 @@ impl<'a> RecordRef<'a> {
         out.extend_from_slice(&self.etag);
         // Ids are bounded by MAX_ID_LEN and bodies by MAX_BODY_LEN in every
         // constructor; saturate rather than wrap if a caller broke that.
-        out.extend_from_slice(&u16::try_from(self.id.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(
+            &u16::try_from(self.id.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
         out.extend_from_slice(self.id.as_bytes());
-        out.extend_from_slice(&u32::try_from(self.body.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(
+            &u32::try_from(self.body.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         out.extend_from_slice(self.body);
         out
     }
@@ -208,7 +216,11 @@ pub enum EncodeError {
 
 /// Builds the template of a put (version 0; the Redis function sets it) and
 /// returns it with the body's etag.
-pub fn put_template(id: &str, body: &[u8], written_at_ns: u64) -> Result<(Vec<u8>, [u8; 16]), EncodeError> {
+pub fn put_template(
+    id: &str,
+    body: &[u8],
+    written_at_ns: u64,
+) -> Result<(Vec<u8>, [u8; 16]), EncodeError> {
     if !valid_id(id.as_bytes()) {
         return Err(EncodeError::Id);
     }
@@ -276,14 +288,21 @@ mod tests {
 
     #[test]
     fn etag_hex_is_lowercase_md5() {
-        assert_eq!(&etag_hex(&etag_of(b"")), b"d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            &etag_hex(&etag_of(b"")),
+            b"d41d8cd98f00b204e9800998ecf8427e"
+        );
     }
 
     #[test]
     fn every_truncation_is_rejected() {
         let rec = sample();
         for n in 0..rec.len() {
-            assert_eq!(RecordRef::decode(&rec[..n]), Err(DecodeError::Truncated), "prefix {n}");
+            assert_eq!(
+                RecordRef::decode(&rec[..n]),
+                Err(DecodeError::Truncated),
+                "prefix {n}"
+            );
         }
     }
 

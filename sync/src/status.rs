@@ -20,7 +20,9 @@ fn base() -> Instant {
 
 /// Milliseconds since the process's time base, never zero (zero means "never").
 fn now_mark() -> u64 {
-    u64::try_from(base().elapsed().as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(base().elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// Upper bounds of the Prometheus propagation histogram, in seconds.
@@ -201,13 +203,42 @@ impl SyncStatus {
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(out, "# HELP heavyread_sync_{name}_total {help}");
             let _ = writeln!(out, "# TYPE heavyread_sync_{name}_total counter");
-            let _ = writeln!(out, "heavyread_sync_{name}_total {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "heavyread_sync_{name}_total {}",
+                v.load(Ordering::Relaxed)
+            );
         };
-        gauge(out, "connected", "1 when subscribed to Redis with a working command connection.", f64::from(u8::from(s.connected)));
-        gauge(out, "bootstrapped", "1 once a full sync has completed.", f64::from(u8::from(s.bootstrapped)));
-        gauge(out, "last_applied_version", "Highest version applied in order.", s.last_version as f64);
-        gauge(out, "head_version", "Highest version known to exist in Redis.", s.head_version as f64);
-        gauge(out, "versions_behind", "Versions known in Redis but not applied yet.", s.versions_behind() as f64);
+        gauge(
+            out,
+            "connected",
+            "1 when subscribed to Redis with a working command connection.",
+            f64::from(u8::from(s.connected)),
+        );
+        gauge(
+            out,
+            "bootstrapped",
+            "1 once a full sync has completed.",
+            f64::from(u8::from(s.bootstrapped)),
+        );
+        gauge(
+            out,
+            "last_applied_version",
+            "Highest version applied in order.",
+            s.last_version as f64,
+        );
+        gauge(
+            out,
+            "head_version",
+            "Highest version known to exist in Redis.",
+            s.head_version as f64,
+        );
+        gauge(
+            out,
+            "versions_behind",
+            "Versions known in Redis but not applied yet.",
+            s.versions_behind() as f64,
+        );
         gauge(
             out,
             "seconds_since_contact",
@@ -221,22 +252,69 @@ impl SyncStatus {
             "Unix time at which the last record was applied; 0 if none.",
             last_ns as f64 / 1e9,
         );
-        counter(out, "records_applied", "Records that changed the store.", &c.records_applied);
-        counter(out, "records_stale", "Records ignored because the store already held that version or a newer one.", &c.records_stale);
-        counter(out, "malformed_records", "Records that failed to decode (channel or hash).", &c.malformed_records);
-        counter(out, "gaps", "Messages that were not the next version.", &c.gaps);
-        counter(out, "catch_ups", "Catch-ups from the change log.", &c.catch_ups);
-        counter(out, "full_resyncs", "Full resyncs, bootstrap included.", &c.full_resyncs);
-        counter(out, "reconnects", "Connection losses followed by a reconnect.", &c.reconnects);
-        counter(out, "ping_timeouts", "Liveness pings on the subscription not answered in time.", &c.ping_timeouts);
+        counter(
+            out,
+            "records_applied",
+            "Records that changed the store.",
+            &c.records_applied,
+        );
+        counter(
+            out,
+            "records_stale",
+            "Records ignored because the store already held that version or a newer one.",
+            &c.records_stale,
+        );
+        counter(
+            out,
+            "malformed_records",
+            "Records that failed to decode (channel or hash).",
+            &c.malformed_records,
+        );
+        counter(
+            out,
+            "gaps",
+            "Messages that were not the next version.",
+            &c.gaps,
+        );
+        counter(
+            out,
+            "catch_ups",
+            "Catch-ups from the change log.",
+            &c.catch_ups,
+        );
+        counter(
+            out,
+            "full_resyncs",
+            "Full resyncs, bootstrap included.",
+            &c.full_resyncs,
+        );
+        counter(
+            out,
+            "reconnects",
+            "Connection losses followed by a reconnect.",
+            &c.reconnects,
+        );
+        counter(
+            out,
+            "ping_timeouts",
+            "Liveness pings on the subscription not answered in time.",
+            &c.ping_timeouts,
+        );
 
         let p = self.propagation.lock().unwrap_or_else(|e| e.into_inner());
         let name = "heavyread_sync_propagation_seconds";
-        let _ = writeln!(out, "# HELP {name} Time from the writer building a record to this reader applying it.");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from the writer building a record to this reader applying it."
+        );
         let _ = writeln!(out, "# TYPE {name} histogram");
         for le in PROPAGATION_BUCKETS {
             let bound_us = (le * 1e6) as u64;
-            let n = if p.hist.is_empty() { 0 } else { p.hist.count_between(0, bound_us) };
+            let n = if p.hist.is_empty() {
+                0
+            } else {
+                p.hist.count_between(0, bound_us)
+            };
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
         }
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", p.hist.len());

@@ -329,7 +329,10 @@ mod tests {
             e.headers(),
             b"ETag: \"99914b932bd37a50b983c5e7c90ae93b\"\r\nContent-Length: 2\r\n"
         );
-        assert_eq!(e.etag_line(), b"ETag: \"99914b932bd37a50b983c5e7c90ae93b\"\r\n");
+        assert_eq!(
+            e.etag_line(),
+            b"ETag: \"99914b932bd37a50b983c5e7c90ae93b\"\r\n"
+        );
         assert_eq!(&e.body_bytes()[..], b"{}");
     }
 

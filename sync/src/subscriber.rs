@@ -192,7 +192,9 @@ impl SyncThread {
                 .spawn(move || pubsub_thread(client, channel, tx, cancel, stop, status, cfg))?;
         }
         self.wait_subscribed(&rx)?;
-        let mut con = self.client.get_connection_with_timeout(self.cfg.command_timeout)?;
+        let mut con = self
+            .client
+            .get_connection_with_timeout(self.cfg.command_timeout)?;
         con.set_read_timeout(Some(self.cfg.command_timeout))?;
         con.set_write_timeout(Some(self.cfg.command_timeout))?;
         self.status.set_connected(true);
@@ -250,6 +252,9 @@ impl SyncThread {
             return self.full_resync(con, false);
         }
         let (epoch, version) = self.read_state(con)?;
+        if self.epoch.is_none() && self.last == 0 {
+            self.epoch = epoch.clone();
+        }
         if epoch != self.epoch || version < self.last {
             info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis lost its data; resyncing");
             return self.full_resync(con, true);
@@ -285,7 +290,11 @@ impl SyncThread {
                     continue;
                 };
                 match RecordRef::decode(&value) {
-                    Ok(rec) if rec.op == Op::Put && rec.id.as_bytes() == field.as_slice() && rec.version > 0 => {
+                    Ok(rec)
+                        if rec.op == Op::Put
+                            && rec.id.as_bytes() == field.as_slice()
+                            && rec.version > 0 =>
+                    {
                         let applied = self.writer.resync_put(&rec, force);
                         self.count(applied);
                     }
@@ -341,6 +350,10 @@ impl SyncThread {
                 .arg(self.cfg.catch_up_batch)
                 .query(con)?;
             let version = version.unwrap_or(0);
+            if self.epoch.is_none() && self.last == 0 {
+                // Nothing applied yet from any dataset: there is nothing to lose.
+                self.epoch = epoch.clone();
+            }
             if epoch != self.epoch || version < self.last {
                 info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis lost its data; resyncing");
                 return self.full_resync(con, true);
@@ -353,13 +366,21 @@ impl SyncThread {
             let contiguous = entries.first().is_some_and(|e| e.0 == from)
                 && entries.windows(2).all(|w| w[1].0 == w[0].0 + 1);
             if !contiguous {
-                info!(from, version, "change log no longer reaches back; full resync");
+                info!(
+                    from,
+                    version, "change log no longer reaches back; full resync"
+                );
                 return self.full_resync(con, false);
             }
             let ids: Vec<&str> = entries.iter().map(|e| e.1.as_str()).collect();
-            let recs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET").arg(&self.keys.posts).arg(&ids).query(con)?;
+            let recs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+                .arg(&self.keys.posts)
+                .arg(&ids)
+                .query(con)?;
             if recs.len() != entries.len() {
-                return Err(Error::Protocol("HMGET answered a different number of values".into()));
+                return Err(Error::Protocol(
+                    "HMGET answered a different number of values".into(),
+                ));
             }
             for ((v, id), rec) in entries.iter().zip(recs) {
                 match rec {
@@ -373,7 +394,9 @@ impl SyncThread {
                             let applied = self.writer.put(&r);
                             self.count(applied);
                         }
-                        Ok(_) => self.malformed("hash record does not match the log", id.as_bytes()),
+                        Ok(_) => {
+                            self.malformed("hash record does not match the log", id.as_bytes())
+                        }
                         Err(e) => self.malformed(&e.to_string(), id.as_bytes()),
                     },
                 }
@@ -384,7 +407,11 @@ impl SyncThread {
             }
         }
         self.status.touch();
-        debug!(from = started_at + 1, to = self.last, "caught up from the log");
+        debug!(
+            from = started_at + 1,
+            to = self.last,
+            "caught up from the log"
+        );
         Ok(())
     }
 
@@ -401,6 +428,12 @@ impl SyncThread {
             }
         };
         self.status.saw_version(rec.version);
+        if self.epoch.is_none() {
+            // The first write to an empty Redis created the epoch; learn it on
+            // this same connection (a restart would have broken it), so the
+            // next reconnect does not mistake it for lost data.
+            self.epoch = redis::cmd("GET").arg(&self.keys.epoch).query(con)?;
+        }
         if rec.version <= self.last {
             SyncStatus::add(&self.status.counters.records_stale);
             return Ok(());
@@ -419,7 +452,11 @@ impl SyncThread {
             return Ok(());
         }
         SyncStatus::add(&self.status.counters.gaps);
-        debug!(last = self.last, got = rec.version, "gap in the change stream; catching up");
+        debug!(
+            last = self.last,
+            got = rec.version,
+            "gap in the change stream; catching up"
+        );
         self.catch_up(con)
     }
 
@@ -432,7 +469,12 @@ impl SyncThread {
     }
 
     fn malformed(&self, why: &str, id: &[u8]) {
-        let n = self.status.counters.malformed_records.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self
+            .status
+            .counters
+            .malformed_records
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         // Garbage can arrive in floods; log the first few and then every 1000th.
         if n <= 10 || n % 1000 == 0 {
             warn!(reason = why, id = %String::from_utf8_lossy(&id[..id.len().min(64)]), total = n, "record rejected");
@@ -469,7 +511,9 @@ fn parse_log(reply: Value) -> Result<Vec<(u64, String)>, Error> {
     };
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let Value::Array(mut e) = e else { return Err(bad("not an array")) };
+        let Value::Array(mut e) = e else {
+            return Err(bad("not an array"));
+        };
         let fields = match e.pop() {
             Some(Value::Array(f)) => f,
             _ => return Err(bad("no fields")),
@@ -532,7 +576,10 @@ fn pubsub_thread(
                     if msg.get_channel_name() != channel {
                         continue;
                     }
-                    if tx.send(Event::Message(msg.get_payload_bytes().to_vec())).is_err() {
+                    if tx
+                        .send(Event::Message(msg.get_payload_bytes().to_vec()))
+                        .is_err()
+                    {
                         return Ok(());
                     }
                 }
@@ -569,7 +616,10 @@ mod tests {
     fn jitter_stays_between_half_and_whole() {
         for _ in 0..100 {
             let j = jitter(Duration::from_millis(100));
-            assert!(j >= Duration::from_millis(50) && j <= Duration::from_millis(100), "{j:?}");
+            assert!(
+                j >= Duration::from_millis(50) && j <= Duration::from_millis(100),
+                "{j:?}"
+            );
         }
     }
 
@@ -594,7 +644,10 @@ mod tests {
 
     #[test]
     fn scan_replies_parse_or_fail_cleanly() {
-        let ok = Value::Array(vec![Value::BulkString(b"17".to_vec()), Value::Array(vec![])]);
+        let ok = Value::Array(vec![
+            Value::BulkString(b"17".to_vec()),
+            Value::Array(vec![]),
+        ]);
         assert_eq!(parse_scan(ok).unwrap().0, 17);
         assert!(parse_scan(Value::Array(vec![Value::Nil, Value::Array(vec![])])).is_err());
         assert!(parse_scan(Value::Nil).is_err());

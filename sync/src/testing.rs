@@ -84,7 +84,11 @@ impl RedisServer {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not come up", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not come up",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -160,9 +164,16 @@ impl RedisServer {
     /// Kill -9, delete the data, and start again on the same port without it.
     pub fn restart_empty(&mut self) {
         self.kill();
-        for entry in std::fs::read_dir(self.dir.path()).expect("read redis dir").flatten() {
+        for entry in std::fs::read_dir(self.dir.path())
+            .expect("read redis dir")
+            .flatten()
+        {
             let p = entry.path();
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
         self.spawn();
     }

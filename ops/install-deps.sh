@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages heavyread needs on this machine, or prints the
+# exact command when not run as root. Usage: ops/install-deps.sh test|demo|bench
+set -euo pipefail
+
+need=()
+want() { # want <command> <debian package>
+    command -v "$1" >/dev/null 2>&1 || need+=("$2")
+}
+
+case "${1:-test}" in
+    test)  want redis-server redis-server; want promtool prometheus ;;
+    demo)  want redis-server redis-server; want prometheus prometheus; want curl curl ;;
+    bench) want redis-server redis-server; want wrk wrk; want nginx nginx; want curl curl ;;
+    *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
+esac
+
+# Rust toolchain pieces are checked, not installed: they come with the machine.
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+# De-duplicate package names.
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+if [ "$(id -u)" -eq 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # Debian's packages start their services; the project runs its own instances.
+    for svc in redis-server prometheus nginx; do
+        if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+    done
+else
+    echo "missing packages: ${need[*]}" >&2
+    echo "run as root:  sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    exit 1
+fi

@@ -1,0 +1,166 @@
+//! Shared helpers of the sync crate's integration tests.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use heavyread_sync::record::{etag_hex, Op, RecordRef};
+use heavyread_sync::testing::RedisServer;
+use heavyread_sync::{Keys, Publisher, Store, Subscriber, SyncConfig};
+
+/// `(version, quoted etag)` per id.
+pub type State = BTreeMap<String, (u64, String)>;
+
+pub fn quoted(etag: &[u8; 16]) -> String {
+    format!("\"{}\"", String::from_utf8_lossy(&etag_hex(etag)))
+}
+
+/// Everything Redis holds for `keys`, decoded, and its version counter.
+pub fn redis_state(con: &mut redis::Connection, keys: &Keys) -> (State, u64) {
+    let (all, version): (Vec<(Vec<u8>, Vec<u8>)>, Option<u64>) = redis::pipe()
+        .atomic()
+        .hgetall(&keys.posts)
+        .get(&keys.version)
+        .query(con)
+        .expect("read redis state");
+    let mut state = State::new();
+    for (field, value) in all {
+        if let Ok(r) = RecordRef::decode(&value) {
+            if r.op == Op::Put && r.id.as_bytes() == field.as_slice() {
+                state.insert(r.id.to_owned(), (r.version, quoted(&r.etag)));
+            }
+        }
+    }
+    (state, version.unwrap_or(0))
+}
+
+pub fn store_state(store: &Store) -> State {
+    store
+        .snapshot()
+        .into_iter()
+        .map(|(id, v, etag)| (id, (v, etag)))
+        .collect()
+}
+
+/// Waits until the store equals Redis exactly and the subscriber applied
+/// Redis's version; returns how long that took.
+pub fn wait_converged(
+    redis: &RedisServer,
+    sub: &Subscriber,
+    keys: &Keys,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let mut con = redis.connection();
+    loop {
+        let (want, version) = redis_state(&mut con, keys);
+        let got = store_state(sub.store());
+        let last = sub.status().snapshot().last_version;
+        if got == want && last == version {
+            return start.elapsed();
+        }
+        if start.elapsed() > limit {
+            let missing: Vec<_> = want
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(v))
+                .take(5)
+                .collect();
+            let extra: Vec<_> = got
+                .iter()
+                .filter(|(k, _)| !want.contains_key(*k))
+                .take(5)
+                .collect();
+            panic!(
+                "not converged after {limit:?}: redis version {version}, applied {last}, \
+                 redis has {} ids, store {}; differing {missing:?}; ghosts {extra:?}; status {:?}",
+                want.len(),
+                got.len(),
+                sub.status().snapshot()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Fast settings so faults are noticed quickly in tests.
+pub fn sync_config(redis: &RedisServer, prefix: &str) -> SyncConfig {
+    let mut c = SyncConfig::new(redis.url());
+    c.prefix = prefix.to_owned();
+    c.ping_interval = Duration::from_millis(200);
+    c.ping_timeout = Duration::from_millis(800);
+    c.command_timeout = Duration::from_secs(5);
+    c.backoff_min = Duration::from_millis(20);
+    c.backoff_max = Duration::from_millis(300);
+    c
+}
+
+pub fn spawn(config: SyncConfig) -> Subscriber {
+    let (_store, writer) = Store::new();
+    Subscriber::spawn(config, writer).expect("spawn subscriber")
+}
+
+pub fn wait_bootstrapped(sub: &Subscriber) {
+    wait_for("bootstrap", Duration::from_secs(30), || {
+        sub.status().snapshot().bootstrapped
+    });
+}
+
+pub async fn publisher(redis: &RedisServer, prefix: &str, log_max_len: u64) -> Publisher {
+    let p = Publisher::new(&redis.url(), prefix, log_max_len, Duration::from_secs(5))
+        .expect("publisher");
+    p.load_library().await.expect("load library");
+    p
+}
+
+/// About 350 bytes of JSON for post `i`, deterministic.
+pub fn body(id: &str, i: u64) -> Vec<u8> {
+    let filler = "lorem ipsum dolor sit amet consectetur ".repeat(7);
+    format!(
+        r#"{{"id":"{id}","title":"Post number {i}","content":"{}","author":"author-{}"}}"#,
+        &filler[..(250 + (i % 50) as usize).min(filler.len())],
+        i % 97
+    )
+    .into_bytes()
+}
+
+/// Kills every pub/sub client of `redis` (the subscriber's subscription).
+pub fn kill_pubsub(con: &mut redis::Connection) -> u64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(con)
+        .unwrap_or(0)
+}
+
+pub fn counters(sub: &Subscriber) -> Arc<heavyread_sync::SyncStatus> {
+    Arc::clone(sub.status())
+}
+
+/// A put that retries while the publisher reconnects after a Redis restart.
+pub async fn put_retry(p: &Publisher, id: &str, body: &[u8]) -> heavyread_sync::Written {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match p.put(id, body).await {
+            Ok(w) => return w,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.is_unavailable(), "unexpected error: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("put kept failing: {e}"),
+        }
+    }
+}
