@@ -476,7 +476,7 @@ impl SyncThread {
             .fetch_add(1, Ordering::Relaxed)
             + 1;
         // Garbage can arrive in floods; log the first few and then every 1000th.
-        if n <= 10 || n % 1000 == 0 {
+        if n <= 10 || n.is_multiple_of(1000) {
             warn!(reason = why, id = %String::from_utf8_lossy(&id[..id.len().min(64)]), total = n, "record rejected");
         }
     }

@@ -13,13 +13,16 @@ use heavyread_sync::{Keys, Publisher, Store, Subscriber, SyncConfig};
 /// `(version, quoted etag)` per id.
 pub type State = BTreeMap<String, (u64, String)>;
 
+/// HGETALL pairs and the version counter, read in one transaction.
+type RawState = (Vec<(Vec<u8>, Vec<u8>)>, Option<u64>);
+
 pub fn quoted(etag: &[u8; 16]) -> String {
     format!("\"{}\"", String::from_utf8_lossy(&etag_hex(etag)))
 }
 
 /// Everything Redis holds for `keys`, decoded, and its version counter.
 pub fn redis_state(con: &mut redis::Connection, keys: &Keys) -> (State, u64) {
-    let (all, version): (Vec<(Vec<u8>, Vec<u8>)>, Option<u64>) = redis::pipe()
+    let (all, version): RawState = redis::pipe()
         .atomic()
         .hgetall(&keys.posts)
         .get(&keys.version)
