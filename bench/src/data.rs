@@ -32,7 +32,8 @@ impl Rng {
 pub fn post_json(id: &str, n: u64, mean_len: usize) -> Vec<u8> {
     let mut rng = Rng::new(n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef);
     let spread = (mean_len * 3 / 10).max(1) as u64;
-    let target = mean_len.saturating_sub(spread as usize) + (rng.next_u64() % (2 * spread)) as usize;
+    let target =
+        mean_len.saturating_sub(spread as usize) + (rng.next_u64() % (2 * spread)) as usize;
     let title_words = 3 + (rng.next_u64() % 5) as usize;
     let mut title = String::new();
     for i in 0..title_words {
@@ -42,7 +43,10 @@ pub fn post_json(id: &str, n: u64, mean_len: usize) -> Vec<u8> {
         title.push_str(WORDS[(rng.next_u64() % WORDS.len() as u64) as usize]);
     }
     let author = format!("author-{}", rng.next_u64() % 10_000);
-    let fixed = r#"{"id":"","title":"","content":"","author":""}"#.len() + id.len() + title.len() + author.len();
+    let fixed = r#"{"id":"","title":"","content":"","author":""}"#.len()
+        + id.len()
+        + title.len()
+        + author.len();
     let mut content = String::new();
     while content.len() + fixed < target {
         if !content.is_empty() {
@@ -50,7 +54,8 @@ pub fn post_json(id: &str, n: u64, mean_len: usize) -> Vec<u8> {
         }
         content.push_str(WORDS[(rng.next_u64() % WORDS.len() as u64) as usize]);
     }
-    format!(r#"{{"id":"{id}","title":"{title}","content":"{content}","author":"{author}"}}"#).into_bytes()
+    format!(r#"{{"id":"{id}","title":"{title}","content":"{content}","author":"{author}"}}"#)
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -61,7 +66,9 @@ mod tests {
     fn posts_are_deterministic_and_near_the_mean_size() {
         assert_eq!(post_json("a", 7, 350), post_json("a", 7, 350));
         assert_ne!(post_json("a", 7, 350), post_json("a", 8, 350));
-        let total: usize = (0..1000).map(|n| post_json(&format!("post-{n}"), n, 350).len()).sum();
+        let total: usize = (0..1000)
+            .map(|n| post_json(&format!("post-{n}"), n, 350).len())
+            .sum();
         let mean = total / 1000;
         assert!((300..400).contains(&mean), "mean {mean}");
     }

@@ -140,7 +140,10 @@ pub async fn bootstrap(n: u64, mean_len: usize) -> Result<Bootstrap> {
         body_bytes += items.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
         let p = p.clone();
         pending.push(tokio::spawn(async move {
-            let refs: Vec<(&str, &[u8])> = items.iter().map(|(i, b)| (i.as_str(), b.as_slice())).collect();
+            let refs: Vec<(&str, &[u8])> = items
+                .iter()
+                .map(|(i, b)| (i.as_str(), b.as_slice()))
+                .collect();
             p.put_many(&refs).await.map(|w| w.len())
         }));
         if pending.len() >= 8 {

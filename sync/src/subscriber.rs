@@ -269,44 +269,72 @@ impl SyncThread {
         SyncStatus::add(&self.status.counters.full_resyncs);
         self.writer.begin_resync();
         let (epoch, v0) = self.read_state(con)?;
-        let mut cursor: u64 = 0;
+        // A second connection fetches the next HSCAN page while this thread
+        // decodes and applies the current one.
+        let mut scan_con = self
+            .client
+            .get_connection_with_timeout(self.cfg.command_timeout)?;
+        scan_con.set_read_timeout(Some(self.cfg.command_timeout))?;
+        let (page_tx, page_rx) = crossbeam_channel::bounded::<Result<Vec<Value>, Error>>(4);
+        let posts = self.keys.posts.clone();
+        let batch = self.cfg.scan_batch;
         let mut scanned = 0usize;
-        loop {
-            if self.stopped() {
-                return Err(Error::Protocol("stopping".into()));
-            }
-            let reply: Value = redis::cmd("HSCAN")
-                .arg(&self.keys.posts)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(self.cfg.scan_batch)
-                .query(con)?;
-            let (next, items) = parse_scan(reply)?;
-            let mut it = items.into_iter();
-            while let (Some(field), Some(value)) = (it.next(), it.next()) {
-                scanned += 1;
-                let (Value::BulkString(field), Value::BulkString(value)) = (field, value) else {
-                    self.malformed("hash entry is not a pair of strings", b"");
-                    continue;
-                };
-                match RecordRef::decode(&value) {
-                    Ok(rec)
-                        if rec.op == Op::Put
-                            && rec.id.as_bytes() == field.as_slice()
-                            && rec.version > 0 =>
-                    {
-                        let applied = self.writer.resync_put(&rec, force);
-                        self.count(applied);
+        std::thread::scope(|scope| -> Result<(), Error> {
+            scope.spawn(move || {
+                let mut cursor: u64 = 0;
+                loop {
+                    let page = redis::cmd("HSCAN")
+                        .arg(&posts)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(batch)
+                        .query::<Value>(&mut scan_con)
+                        .map_err(Error::from)
+                        .and_then(parse_scan);
+                    let (next, items) = match page {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = page_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // A closed channel means the applier gave up: stop too.
+                    if page_tx.send(Ok(items)).is_err() || next == 0 {
+                        return;
                     }
-                    Ok(_) => self.malformed("hash record does not match its field", &field),
-                    Err(e) => self.malformed(&e.to_string(), &field),
+                    cursor = next;
+                }
+            });
+            // Owned here so that returning early drops it, which ends the fetcher.
+            let pages = page_rx;
+            for page in pages.iter() {
+                if self.stopped() {
+                    return Err(Error::Protocol("stopping".into()));
+                }
+                let mut it = page?.into_iter();
+                while let (Some(field), Some(value)) = (it.next(), it.next()) {
+                    scanned += 1;
+                    let (Value::BulkString(field), Value::BulkString(value)) = (field, value)
+                    else {
+                        self.malformed("hash entry is not a pair of strings", b"");
+                        continue;
+                    };
+                    match RecordRef::decode(&value) {
+                        Ok(rec)
+                            if rec.op == Op::Put
+                                && rec.id.as_bytes() == field.as_slice()
+                                && rec.version > 0 =>
+                        {
+                            let applied = self.writer.resync_put(&rec, force);
+                            self.count(applied);
+                        }
+                        Ok(_) => self.malformed("hash record does not match its field", &field),
+                        Err(e) => self.malformed(&e.to_string(), &field),
+                    }
                 }
             }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+            Ok(())
+        })?;
         let swept = self.writer.sweep();
         if force || self.epoch != epoch {
             self.status.reset_versions(v0);
