@@ -12,9 +12,10 @@
 //! | `{p}:changes` | channel | the full record of every change |
 //!
 //! Writes go through one Redis Function library, [`LIBRARY`], loaded with
-//! `FUNCTION LOAD REPLACE`. `put` and `delete` each do INCR, HSET/HDEL, XADD
-//! and PUBLISH in one atomic call and return the new version, so publish order
-//! is version order. Nothing is written before the arguments are checked.
+//! `FUNCTION LOAD REPLACE`. `put` and `delete` each bump the version, XADD,
+//! HSET/HDEL and PUBLISH in one atomic call and return the new version, so
+//! publish order is version order. Nothing is written before the arguments
+//! are checked and the log accepted the entry.
 //! Readers never call functions: they read with plain commands (`MULTI`,
 //! `XRANGE`, `HMGET`, `HSCAN`), which also work on replicas.
 
@@ -67,11 +68,15 @@ local function check(keys, args, op)
   return nil
 end
 
+-- XADD is the only step that can fail on valid input (a log whose last id
+-- is above the version, after tampering), so it runs before the version or
+-- the hash change: a failed call leaves no half-written change behind.
 local function apply(keys, args, opname)
   ensure_epoch(keys[4])
-  local v = redis.call('INCR', keys[2])
+  local v = tonumber(redis.call('GET', keys[2]) or '0') + 1
   local rec = string.sub(args[4], 1, 2) .. u64be(v) .. string.sub(args[4], 11)
   redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], v .. '-1', 'op', opname, 'id', args[3])
+  redis.call('SET', keys[2], v)
   if opname == 'put' then
     redis.call('HSET', keys[1], args[3], rec)
   else

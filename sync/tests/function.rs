@@ -1,0 +1,131 @@
+//! The Redis function library against a real redis-server: atomic changes,
+//! nothing written on a rejected call, and recovery of a wiped library.
+
+mod common;
+
+use common::*;
+use heavyread_sync::record::{Op, RecordRef};
+use heavyread_sync::testing::RedisServer;
+use heavyread_sync::Keys;
+
+type Snapshot = (Option<u64>, usize, usize);
+
+/// Version, number of posts and log length.
+fn snapshot(con: &mut redis::Connection, keys: &Keys) -> Snapshot {
+    redis::pipe()
+        .get(&keys.version)
+        .hlen(&keys.posts)
+        .xlen(&keys.log)
+        .query(con)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_and_delete_store_log_and_version_together() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("t1").unwrap();
+    let p = publisher(&redis, "t1", 1000).await;
+    let mut con = redis.connection();
+    let w = p.put("a", b"{\"a\":1}").await.unwrap();
+    assert_eq!(w.version, 1);
+    let stored: Vec<u8> = redis::cmd("HGET")
+        .arg(&keys.posts)
+        .arg("a")
+        .query(&mut con)
+        .unwrap();
+    let r = RecordRef::decode(&stored).unwrap();
+    assert_eq!(
+        (r.op, r.version, r.id, r.body),
+        (Op::Put, 1, "a", &b"{\"a\":1}"[..])
+    );
+    assert_eq!(p.get("a").await.unwrap(), Some(stored.clone()));
+    assert_eq!(snapshot(&mut con, &keys), (Some(1), 1, 1));
+    let epoch: Option<String> = redis::cmd("GET").arg(&keys.epoch).query(&mut con).unwrap();
+    assert!(epoch.is_some(), "the first write sets the epoch");
+
+    assert_eq!(p.delete("missing").await.unwrap(), None);
+    assert_eq!(
+        snapshot(&mut con, &keys),
+        (Some(1), 1, 1),
+        "a missing id consumes no version"
+    );
+    assert_eq!(p.delete("a").await.unwrap(), Some(2));
+    assert_eq!(snapshot(&mut con, &keys), (Some(2), 0, 2));
+    let epoch2: Option<String> = redis::cmd("GET").arg(&keys.epoch).query(&mut con).unwrap();
+    assert_eq!(epoch, epoch2, "the epoch is set once");
+    assert_eq!(p.version().await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_calls_write_nothing() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("t2").unwrap();
+    let p = publisher(&redis, "t2", 1000).await;
+    p.put("a", b"1").await.unwrap();
+    let mut con = redis.connection();
+    let before = snapshot(&mut con, &keys);
+
+    // A template whose id does not match the id argument, and garbage.
+    let (template, _) = heavyread_sync::record::put_template("a", b"2", 0).unwrap();
+    for (id, rec) in [("b", template.clone()), ("a", b"garbage".to_vec())] {
+        let r: redis::RedisResult<u64> = redis::cmd("FCALL")
+            .arg("heavyread_put")
+            .arg(4)
+            .arg(keys.function_keys().to_vec())
+            .arg(&keys.channel)
+            .arg(1000)
+            .arg(id)
+            .arg(rec)
+            .query(&mut con);
+        assert!(r.is_err());
+        assert_eq!(snapshot(&mut con, &keys), before);
+    }
+    // A log tampered with so that the next entry id is too small: XADD fails
+    // first, so neither the version nor the hash moves.
+    let _: String = redis::cmd("XADD")
+        .arg(&keys.log)
+        .arg("999-1")
+        .arg("op")
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let tampered = snapshot(&mut con, &keys);
+    assert!(p.put("a", b"3").await.is_err());
+    assert_eq!(snapshot(&mut con, &keys), tampered);
+    let stored: Vec<u8> = redis::cmd("HGET")
+        .arg(&keys.posts)
+        .arg("a")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(RecordRef::decode(&stored).unwrap().body, b"1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_redis_gets_the_library_back_on_the_next_write() {
+    let mut redis = RedisServer::start_with(false, &[]);
+    let p = publisher(&redis, "t3", 1000).await;
+    p.put("a", b"1").await.unwrap();
+    redis.restart_empty();
+    assert_eq!(
+        put_retry(&p, "a", b"2").await.version,
+        1,
+        "versions restart with the data"
+    );
+    assert!(p.library_loaded().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_many_pipelines_in_order() {
+    let redis = RedisServer::start();
+    let p = publisher(&redis, "t4", 1000).await;
+    let items: Vec<(String, Vec<u8>)> = (0..50).map(|i| (format!("id{i}"), body("x", i))).collect();
+    let refs: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|(i, b)| (i.as_str(), b.as_slice()))
+        .collect();
+    let written = p.put_many(&refs).await.unwrap();
+    let versions: Vec<u64> = written.iter().map(|w| w.version).collect();
+    assert_eq!(versions, (1..=50).collect::<Vec<_>>());
+    assert!(p.put_many(&[("bad/id", b"x")]).await.is_err());
+    assert_eq!(p.version().await.unwrap(), 50);
+}

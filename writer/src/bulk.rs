@@ -1,0 +1,434 @@
+//! `POST /bulk`: NDJSON, one post a line, for seeding many posts quickly.
+//!
+//! The body is streamed: lines are cut as chunks arrive (each line at most
+//! `--max-body-bytes`, the whole body at most `--bulk-max-bytes`), each line
+//! is validated like a `/create` body, and valid posts go to Redis in
+//! pipelined chunks of `--bulk-chunk` puts. One chunk is in flight while the
+//! next is parsed, and chunks are sent in order, so a later line for the same
+//! id always wins. Rejected lines are reported by number (1-based, counting
+//! every line including blank ones, which are skipped) with the reason;
+//! valid lines are applied regardless.
+//!
+//! Answers: 200 with the report when the whole body was read. 413 when the
+//! body passes `--bulk-max-bytes` while streaming: the complete lines read
+//! until then (up to `last_line`) are applied and reported. 503 when Redis
+//! fails: `applied` counts the puts Redis confirmed, `unconfirmed` those
+//! whose outcome is unknown, and later lines were not sent; every line is
+//! an upsert, so sending the whole body again is safe.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::http::{content_length, drain, require_media, unreadable, AppState};
+use crate::metrics::LineResult;
+use crate::post::{Post, PostError};
+
+/// Rejected lines listed in one answer; the rest are only counted.
+pub const MAX_REPORTED_ERRORS: usize = 1_000;
+
+/// Media types `/bulk` takes.
+const NDJSON_TYPES: [&str; 5] = [
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/jsonlines",
+    "application/json",
+];
+
+/// One rejected line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: u64,
+    /// What `/create` would have answered for it: 400, 413 or 422.
+    pub status: u16,
+    /// The field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Why.
+    pub error: String,
+}
+
+/// The answer of `/bulk`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Set when the request stopped early (413 or 503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Non-blank lines read.
+    pub lines: u64,
+    /// Number of the last complete line read (blank ones included).
+    pub last_line: u64,
+    /// Puts Redis confirmed.
+    pub applied: u64,
+    /// Lines rejected by validation.
+    pub rejected: u64,
+    /// Puts sent whose outcome is unknown (Redis failed during the round trip).
+    pub unconfirmed: u64,
+    /// The highest version Redis gave these puts.
+    pub last_version: Option<u64>,
+    /// The first [`MAX_REPORTED_ERRORS`] rejected lines, in order.
+    pub errors: Vec<LineError>,
+    /// True when more lines were rejected than listed.
+    pub errors_truncated: bool,
+}
+
+impl Report {
+    fn reject(&mut self, line: u64, status: u16, field: Option<String>, error: String) {
+        self.rejected += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(LineError {
+                line,
+                status,
+                field,
+                error,
+            });
+        } else {
+            self.errors_truncated = true;
+        }
+    }
+}
+
+/// Why a bulk stopped before the end of its body.
+enum Stop {
+    TooLarge(u64),
+    Redis(ApiError),
+    Read(ApiError),
+}
+
+type Batch = Vec<(String, Vec<u8>)>;
+type InFlight = JoinHandle<(usize, Result<Vec<heavyread_sync::Written>, ApiError>)>;
+
+struct Run<'a> {
+    state: &'a AppState,
+    report: Report,
+    batch: Batch,
+    in_flight: Option<InFlight>,
+}
+
+impl Run<'_> {
+    fn line(&mut self, no: u64, line: Line<'_>) {
+        self.report.last_line = no;
+        let bytes = match line {
+            Line::TooLong => {
+                let limit = self.state.max_body_bytes;
+                self.report.lines += 1;
+                self.report
+                    .reject(no, 413, None, format!("line exceeds {limit} bytes"));
+                return;
+            }
+            Line::Text(b) => b,
+        };
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if bytes.trim_ascii().is_empty() {
+            return;
+        }
+        self.report.lines += 1;
+        match Post::parse(bytes, &self.state.limits) {
+            Ok(post) => {
+                let body = post.to_body();
+                self.batch.push((post.id, body));
+            }
+            Err(e) => {
+                let status = e.status();
+                let field = e.field_name().map(str::to_owned);
+                let message = match e {
+                    PostError::Malformed(m) => format!("malformed JSON: {m}"),
+                    PostError::Invalid { message, .. } => message,
+                };
+                self.report.reject(no, status, field, message);
+            }
+        }
+    }
+
+    /// Waits for the chunk in flight and counts its outcome.
+    async fn settle(&mut self) -> Result<(), Stop> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        match task.await {
+            Ok((_, Ok(written))) => {
+                self.report.applied += written.len() as u64;
+                self.state
+                    .metrics
+                    .bulk_lines(LineResult::Applied, written.len() as u64);
+                if let Some(v) = written.iter().map(|w| w.version).max() {
+                    self.report.last_version = Some(self.report.last_version.unwrap_or(0).max(v));
+                }
+                Ok(())
+            }
+            Ok((n, Err(e))) => {
+                self.report.unconfirmed += n as u64;
+                Err(Stop::Redis(e))
+            }
+            Err(join) => {
+                // The put task panicked or was cancelled; its outcome is unknown.
+                tracing::error!(error = %join, "bulk put task failed");
+                Err(Stop::Redis(ApiError::Internal(
+                    "bulk put task failed".into(),
+                )))
+            }
+        }
+    }
+
+    /// Sends the pending batch once the previous one is confirmed.
+    async fn flush(&mut self, force: bool) -> Result<(), Stop> {
+        if self.batch.is_empty() || (!force && self.batch.len() < self.state.bulk_chunk) {
+            return Ok(());
+        }
+        self.settle().await?;
+        let batch = std::mem::take(&mut self.batch);
+        let backend = self.state.backend.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let r = backend.put_many(&batch).await;
+            (batch.len(), r)
+        }));
+        Ok(())
+    }
+}
+
+/// `POST /bulk`.
+pub(crate) async fn bulk(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(e) = s.authorize(&headers) {
+        return e.into_response();
+    }
+    if let Err(e) = require_media(&headers, &NDJSON_TYPES, "application/x-ndjson") {
+        return e.into_response();
+    }
+    if content_length(&headers).is_some_and(|n| n > s.bulk_max_bytes) {
+        return ApiError::TooLarge {
+            limit: s.bulk_max_bytes,
+        }
+        .into_response();
+    }
+    let mut run = Run {
+        state: &s,
+        report: Report::default(),
+        batch: Vec::with_capacity(s.bulk_chunk),
+        in_flight: None,
+    };
+    let outcome = read_all(&mut run, body).await;
+    // Apply every complete valid line read, unless Redis is what failed.
+    let outcome = match outcome {
+        Err(Stop::Redis(e)) => Err(Stop::Redis(e)),
+        read => {
+            let sent = match run.flush(true).await {
+                Ok(()) => run.settle().await,
+                Err(e) => Err(e),
+            };
+            // A Redis failure while applying outranks the reason reading stopped.
+            match sent {
+                Err(e) => Err(e),
+                Ok(()) => read,
+            }
+        }
+    };
+    let mut report = run.report;
+    s.metrics.bulk_lines(LineResult::Rejected, report.rejected);
+    let status = match outcome {
+        Ok(()) => StatusCode::OK,
+        Err(Stop::TooLarge(limit)) => {
+            let e = ApiError::TooLarge { limit };
+            report.error = Some(e.message());
+            e.status()
+        }
+        Err(Stop::Redis(e)) | Err(Stop::Read(e)) => {
+            report.error = Some(e.message());
+            e.status()
+        }
+    };
+    (status, Json(report)).into_response()
+}
+
+async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
+    let max_total = run.state.bulk_max_bytes;
+    let mut lines = Lines::new(run.state.max_body_bytes);
+    let mut total: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Stop::Read(unreadable(e)))?;
+        total += chunk.len() as u64;
+        if total > max_total {
+            drain(stream).await;
+            return Err(Stop::TooLarge(max_total));
+        }
+        lines.push(&chunk);
+        while let Some((no, line)) = lines.next_line() {
+            run.line(no, line);
+        }
+        run.flush(false).await?;
+    }
+    if let Some((no, line)) = lines.finish() {
+        run.line(no, line);
+    }
+    Ok(())
+}
+
+/// A line cut from the stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Line<'a> {
+    /// The line without its `\n`.
+    Text(&'a [u8]),
+    /// Longer than the limit; its bytes were dropped.
+    TooLong,
+}
+
+/// Cuts a byte stream into lines of bounded length, keeping at most one
+/// partial line (≤ the limit) between chunks.
+struct Lines {
+    buf: Vec<u8>,
+    /// Start of the unread part of `buf`.
+    start: usize,
+    /// Number of the next line (1-based).
+    next_no: u64,
+    max: usize,
+    /// Inside a line already reported too long: drop bytes up to its `\n`.
+    skipping: bool,
+}
+
+impl Lines {
+    fn new(max: usize) -> Self {
+        Lines {
+            buf: Vec::new(),
+            start: 0,
+            next_no: 1,
+            max,
+            skipping: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.buf.drain(..self.start);
+        self.start = 0;
+        self.buf.extend_from_slice(chunk);
+    }
+
+    fn next_line(&mut self) -> Option<(u64, Line<'_>)> {
+        loop {
+            let rest = &self.buf[self.start..];
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    let from = self.start;
+                    self.start += nl + 1;
+                    let no = self.next_no;
+                    self.next_no += 1;
+                    if self.skipping {
+                        self.skipping = false;
+                        continue;
+                    }
+                    let line = if nl > self.max {
+                        Line::TooLong
+                    } else {
+                        Line::Text(&self.buf[from..from + nl])
+                    };
+                    return Some((no, line));
+                }
+                None => {
+                    if self.skipping {
+                        self.buf.clear();
+                        self.start = 0;
+                        return None;
+                    }
+                    if rest.len() > self.max {
+                        // Report it now and drop its bytes as they come.
+                        self.buf.clear();
+                        self.start = 0;
+                        self.skipping = true;
+                        return Some((self.next_no, Line::TooLong));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The last line when the body does not end with `\n`.
+    fn finish(&mut self) -> Option<(u64, Line<'_>)> {
+        if self.skipping || self.start >= self.buf.len() {
+            return None;
+        }
+        let no = self.next_no;
+        self.next_no += 1;
+        let from = std::mem::replace(&mut self.start, self.buf.len());
+        Some((no, Line::Text(&self.buf[from..])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(chunks: &[&[u8]], max: usize) -> Vec<(u64, Option<Vec<u8>>)> {
+        let mut l = Lines::new(max);
+        let mut out = Vec::new();
+        let mut take = |no, line: Line<'_>| {
+            out.push((
+                no,
+                match line {
+                    Line::Text(b) => Some(b.to_vec()),
+                    Line::TooLong => None,
+                },
+            ))
+        };
+        for c in chunks {
+            l.push(c);
+            while let Some((no, line)) = l.next_line() {
+                take(no, line);
+            }
+        }
+        if let Some((no, line)) = l.finish() {
+            take(no, line);
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_cut_across_chunks() {
+        let got = cut(&[b"ab", b"c\nde", b"f\n\ng"], 10);
+        assert_eq!(
+            got,
+            vec![
+                (1, Some(b"abc".to_vec())),
+                (2, Some(b"def".to_vec())),
+                (3, Some(b"".to_vec())),
+                (4, Some(b"g".to_vec())),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_reported_once_and_numbering_continues() {
+        let got = cut(&[b"ok\n0123", b"456789", b"abc\nnext\n"], 5);
+        assert_eq!(
+            got,
+            vec![
+                (1, Some(b"ok".to_vec())),
+                (2, None),
+                (3, Some(b"next".to_vec()))
+            ]
+        );
+        // A long line complete within one chunk.
+        let got = cut(&[b"0123456789\nx"], 5);
+        assert_eq!(got, vec![(1, None), (2, Some(b"x".to_vec()))]);
+        // A line of exactly the limit is fine.
+        let got = cut(&[b"01234\n"], 5);
+        assert_eq!(got, vec![(1, Some(b"01234".to_vec()))]);
+    }
+
+    #[test]
+    fn memory_stays_bounded_on_an_endless_line() {
+        let mut l = Lines::new(8);
+        for _ in 0..1000 {
+            l.push(&[b'x'; 100]);
+            while l.next_line().is_some() {}
+            assert!(l.buf.len() <= 108);
+        }
+    }
+}

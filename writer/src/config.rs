@@ -1,0 +1,350 @@
+//! The writer's settings: every flag is also an environment variable, and
+//! [`Config::validate`] checks them once, naming the flag and the bad value.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use heavyread_sync::config::redacted;
+use heavyread_sync::record::MAX_BODY_LEN;
+use heavyread_sync::Keys;
+
+use crate::Error;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default largest request body of `/create` (and line of `/bulk`): 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default largest `content` field: 256 KiB.
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 256 << 10;
+/// Default largest `/bulk` request: 4 GiB (it is streamed, so memory stays bounded).
+pub const DEFAULT_BULK_MAX_BYTES: u64 = 4 << 30;
+/// Default number of puts per pipelined round trip in `/bulk`.
+pub const DEFAULT_BULK_CHUNK: usize = 500;
+/// Default limit for connecting to Redis and for each command.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default time given to in-flight requests after SIGTERM.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest title, in characters.
+pub const DEFAULT_MAX_TITLE_CHARS: usize = 512;
+/// Longest author, in characters.
+pub const DEFAULT_MAX_AUTHOR_CHARS: usize = 256;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Everything the writer can be told.
+#[derive(Clone, PartialEq, Eq, clap::Parser)]
+#[command(
+    name = "heavyread-writer",
+    version,
+    about = "heavyread writer: accepts changes and publishes them through Redis"
+)]
+pub struct Config {
+    /// Address the HTTP server binds (port 0 picks a free port).
+    #[arg(long, env = "HEAVYREAD_WRITER_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Redis URL: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
+    #[arg(long, env = "HEAVYREAD_REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
+    pub redis_url: String,
+
+    /// Key prefix (the hash tag), so several deployments can share a Redis; readers must use the same.
+    #[arg(long, env = "HEAVYREAD_PREFIX", default_value = heavyread_sync::schema::DEFAULT_PREFIX)]
+    pub prefix: String,
+
+    /// Approximate length the change log is capped at; readers further behind bootstrap again.
+    #[arg(long, env = "HEAVYREAD_LOG_MAX_LEN", default_value_t = heavyread_sync::schema::DEFAULT_LOG_MAX_LEN)]
+    pub log_max_len: u64,
+
+    /// Largest request body of `/create`, and largest line of `/bulk`, in bytes (413 above it).
+    #[arg(long, env = "HEAVYREAD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Largest `content` field in bytes (422 above it; the body limit may bind first).
+    #[arg(long, env = "HEAVYREAD_MAX_CONTENT_BYTES", default_value_t = DEFAULT_MAX_CONTENT_BYTES)]
+    pub max_content_bytes: usize,
+
+    /// Largest `title` field in characters (422 above it).
+    #[arg(long, env = "HEAVYREAD_MAX_TITLE_CHARS", default_value_t = DEFAULT_MAX_TITLE_CHARS)]
+    pub max_title_chars: usize,
+
+    /// Largest `author` field in characters (422 above it).
+    #[arg(long, env = "HEAVYREAD_MAX_AUTHOR_CHARS", default_value_t = DEFAULT_MAX_AUTHOR_CHARS)]
+    pub max_author_chars: usize,
+
+    /// Largest `/bulk` request in bytes; it is streamed, so this bounds time, not memory.
+    #[arg(long, env = "HEAVYREAD_BULK_MAX_BYTES", default_value_t = DEFAULT_BULK_MAX_BYTES)]
+    pub bulk_max_bytes: u64,
+
+    /// Puts per pipelined Redis round trip in `/bulk`.
+    #[arg(long, env = "HEAVYREAD_BULK_CHUNK", default_value_t = DEFAULT_BULK_CHUNK)]
+    pub bulk_chunk: usize,
+
+    /// Bearer token required on the write routes (`/create`, `DELETE /post`, `/bulk`); unset means open.
+    #[arg(long, env = "HEAVYREAD_WRITE_TOKEN", hide_env_values = true)]
+    pub write_token: Option<String>,
+
+    /// Limit for connecting to Redis and for each command, e.g. `2s` or `500ms`.
+    #[arg(long, env = "HEAVYREAD_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// Time in-flight requests get to finish after SIGTERM or SIGINT, e.g. `10s`.
+    #[arg(long, env = "HEAVYREAD_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log line format.
+    #[arg(long, env = "HEAVYREAD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    /// Hides the token and any password in the Redis URL, so logging a config leaks nothing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("redis_url", &redacted(&self.redis_url))
+            .field("prefix", &self.prefix)
+            .field("log_max_len", &self.log_max_len)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_content_bytes", &self.max_content_bytes)
+            .field("max_title_chars", &self.max_title_chars)
+            .field("max_author_chars", &self.max_author_chars)
+            .field("bulk_max_bytes", &self.bulk_max_bytes)
+            .field("bulk_chunk", &self.bulk_chunk)
+            .field("write_token", &self.write_token.as_ref().map(|_| "***"))
+            .field("redis_timeout", &self.redis_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The defaults, pointed at `redis_url`, listening on `127.0.0.1:0` (for tests and embedding).
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            redis_url: redis_url.into(),
+            prefix: heavyread_sync::schema::DEFAULT_PREFIX.to_owned(),
+            log_max_len: heavyread_sync::schema::DEFAULT_LOG_MAX_LEN,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
+            max_title_chars: DEFAULT_MAX_TITLE_CHARS,
+            max_author_chars: DEFAULT_MAX_AUTHOR_CHARS,
+            bulk_max_bytes: DEFAULT_BULK_MAX_BYTES,
+            bulk_chunk: DEFAULT_BULK_CHUNK,
+            write_token: None,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Checks every setting once; the message names the flag and the bad value.
+    pub fn validate(&self) -> Result<Keys, Error> {
+        let bad = |flag: &str, why: String| Err(Error::Config(format!("--{flag}: {why}")));
+        let url = self.redis_url.as_str();
+        if !["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
+            return bad(
+                "redis-url",
+                format!(
+                    "{:?} is not a redis://, rediss:// or unix:// URL",
+                    redacted(url)
+                ),
+            );
+        }
+        let keys = match Keys::new(&self.prefix) {
+            Ok(k) => k,
+            Err(e) => return bad("prefix", e.to_string()),
+        };
+        if self.log_max_len == 0 {
+            return bad("log-max-len", "must be at least 1".into());
+        }
+        if self.max_body_bytes < 64 || self.max_body_bytes > MAX_BODY_LEN {
+            return bad(
+                "max-body-bytes",
+                format!("{} is outside 64..={MAX_BODY_LEN}", self.max_body_bytes),
+            );
+        }
+        // These may exceed --max-body-bytes; the body limit then binds first.
+        for (flag, n) in [
+            ("max-content-bytes", self.max_content_bytes),
+            ("max-title-chars", self.max_title_chars),
+            ("max-author-chars", self.max_author_chars),
+        ] {
+            if n == 0 {
+                return bad(flag, "must be at least 1".into());
+            }
+        }
+        if self.bulk_max_bytes < self.max_body_bytes as u64 {
+            return bad(
+                "bulk-max-bytes",
+                format!(
+                    "{} is below --max-body-bytes ({})",
+                    self.bulk_max_bytes, self.max_body_bytes
+                ),
+            );
+        }
+        if self.bulk_chunk == 0 || self.bulk_chunk > 100_000 {
+            return bad(
+                "bulk-chunk",
+                format!("{} is outside 1..=100000", self.bulk_chunk),
+            );
+        }
+        if let Some(t) = &self.write_token {
+            // RFC 6750 token68 characters, so the token fits an Authorization header as is.
+            let ok = !t.is_empty()
+                && t.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+                });
+            if !ok {
+                return bad(
+                    "write-token",
+                    "must be non-empty and made of A-Z a-z 0-9 - . _ ~ + / = (value not shown)"
+                        .into(),
+                );
+            }
+        }
+        for (flag, d) in [
+            ("redis-timeout", self.redis_timeout),
+            ("drain-timeout", self.drain_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(flag, "must be greater than zero".into());
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 2s, 1m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn clap_defaults_match_new() {
+        let parsed = Config::try_parse_from(["heavyread-writer"]).unwrap();
+        let mut expected = Config::new(DEFAULT_REDIS_URL);
+        expected.listen = DEFAULT_LISTEN.parse().unwrap();
+        // Environment variables of the machine running the tests would change the parse.
+        if std::env::vars().all(|(k, _)| !k.starts_with("HEAVYREAD_")) {
+            assert_eq!(parsed, expected);
+        }
+        assert!(expected.validate().is_ok());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let check = |f: &dyn Fn(&mut Config), flag: &str| {
+            let mut c = Config::new(DEFAULT_REDIS_URL);
+            f(&mut c);
+            let msg = c.validate().unwrap_err().to_string();
+            assert!(msg.contains(&format!("--{flag}:")), "{msg}");
+        };
+        check(&|c| c.redis_url = "http://x".into(), "redis-url");
+        check(&|c| c.prefix = "a b".into(), "prefix");
+        check(&|c| c.log_max_len = 0, "log-max-len");
+        check(&|c| c.max_body_bytes = 10, "max-body-bytes");
+        check(&|c| c.max_content_bytes = 0, "max-content-bytes");
+        check(&|c| c.max_title_chars = 0, "max-title-chars");
+        check(&|c| c.max_author_chars = 0, "max-author-chars");
+        check(&|c| c.bulk_max_bytes = 1, "bulk-max-bytes");
+        check(&|c| c.bulk_chunk = 0, "bulk-chunk");
+        check(&|c| c.write_token = Some("has space".into()), "write-token");
+        check(&|c| c.write_token = Some(String::new()), "write-token");
+        check(&|c| c.redis_timeout = Duration::ZERO, "redis-timeout");
+        check(&|c| c.drain_timeout = Duration::ZERO, "drain-timeout");
+    }
+
+    #[test]
+    fn token_is_never_in_the_message() {
+        let mut c = Config::new(DEFAULT_REDIS_URL);
+        c.write_token = Some("secret value".into());
+        assert!(!c.validate().unwrap_err().to_string().contains("secret"));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut c = Config::new("redis://user:hunter2@host:6379");
+        c.write_token = Some("tok3n".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("tok3n"), "{s}");
+    }
+
+    #[test]
+    fn env_vars_are_declared() {
+        use clap::CommandFactory;
+        let cmd = Config::command();
+        let envs: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for e in [
+            "HEAVYREAD_WRITER_LISTEN",
+            "HEAVYREAD_REDIS_URL",
+            "HEAVYREAD_PREFIX",
+            "HEAVYREAD_LOG_MAX_LEN",
+            "HEAVYREAD_MAX_BODY_BYTES",
+            "HEAVYREAD_BULK_MAX_BYTES",
+            "HEAVYREAD_WRITE_TOKEN",
+            "HEAVYREAD_REDIS_TIMEOUT",
+            "HEAVYREAD_DRAIN_TIMEOUT",
+            "HEAVYREAD_LOG_FORMAT",
+        ] {
+            assert!(envs.iter().any(|x| x == e), "{e} missing");
+        }
+        // Every flag has an environment variable.
+        let flags = cmd
+            .get_arguments()
+            .filter(|a| {
+                a.get_long().is_some() && !matches!(a.get_id().as_str(), "help" | "version")
+            })
+            .count();
+        assert_eq!(flags, envs.len());
+    }
+}

@@ -1,0 +1,212 @@
+//! `POST /bulk`: NDJSON seeding, checked in Redis.
+
+mod common;
+
+use common::{post, request, served, Env};
+use serde_json::json;
+
+const NDJSON: (&str, &str) = ("Content-Type", "application/x-ndjson");
+
+fn ndjson(lines: &[String]) -> Vec<u8> {
+    let mut out = lines.join("\n").into_bytes();
+    out.push(b'\n');
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_posts_all_land_in_redis() {
+    let env = Env::start().await;
+    let n = 10_000;
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            post(
+                &format!("bulk-{i}"),
+                &format!("title {i}"),
+                &format!("content of post {i}"),
+                "seeder",
+            )
+        })
+        .collect();
+    let r = request(env.addr(), "POST", "/bulk", &[NDJSON], &ndjson(&lines)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({
+            "lines": n, "last_line": n, "applied": n, "rejected": 0, "unconfirmed": 0,
+            "last_version": n, "errors": [], "errors_truncated": false
+        })
+    );
+    let snap = env.snapshot();
+    assert_eq!(snap.posts.len(), n);
+    assert_eq!(snap.version, Some(n as u64));
+    assert_eq!(snap.log_len, n as u64);
+    // Every record is the exact serialization of its line, with distinct versions 1..=n.
+    let mut versions = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("bulk-{i}");
+        let raw = &snap.posts[id.as_bytes()];
+        let rec = heavyread_sync::RecordRef::decode(raw).unwrap();
+        assert_eq!(
+            rec.body,
+            served(
+                &id,
+                &format!("title {i}"),
+                &format!("content of post {i}"),
+                "seeder"
+            )
+        );
+        assert_eq!(rec.etag, heavyread_sync::record::etag_of(rec.body));
+        versions.push(rec.version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=n as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lines_are_reported_by_number_and_the_others_applied() {
+    let env = Env::start_with(|c| {
+        c.max_body_bytes = 512;
+        c.max_content_bytes = 256;
+        // Small chunks so the good lines span several pipelined round trips.
+        c.bulk_chunk = 3;
+    })
+    .await;
+    let mut lines: Vec<String> = (1..=20)
+        .map(|i| post(&format!("l{i}"), "t", "c", "a"))
+        .collect();
+    lines[2] = "{not json".into(); // line 3
+    lines[6] = post("bad id", "t", "c", "a"); // line 7
+    lines[7] = "   ".into(); // line 8: blank, skipped, not an error
+    lines[11] = r#"{"id":"l12","title":"t","content":"c","author":"a","x":1}"#.into(); // line 12
+    lines[14] = post("l15", "t", &"c".repeat(600), "a"); // line 15: longer than a body may be
+    lines[16] = post("l17", "", "c", "a"); // line 17
+    let body = lines.join("\n").into_bytes(); // line 20 has no final newline
+    let r = request(env.addr(), "POST", "/bulk", &[NDJSON], &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let reported: Vec<(u64, u64, Option<&str>)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["status"].as_u64().unwrap(),
+                e["field"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        vec![
+            (3, 400, None),
+            (7, 422, Some("id")),
+            (12, 422, Some("x")),
+            (15, 413, None),
+            (17, 422, Some("title"))
+        ]
+    );
+    assert_eq!(v["errors"][3]["error"], "line exceeds 512 bytes");
+    assert_eq!(v["errors"][4]["error"], "title must not be empty");
+    assert_eq!(v["lines"], 19);
+    assert_eq!(v["last_line"], 20);
+    assert_eq!(v["applied"], 14);
+    assert_eq!(v["rejected"], 5);
+    let snap = env.snapshot();
+    let mut ids: Vec<String> = snap
+        .posts
+        .keys()
+        .map(|k| String::from_utf8(k.clone()).unwrap())
+        .collect();
+    ids.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
+    let expected: Vec<String> = [1, 2, 4, 5, 6, 9, 10, 11, 13, 14, 16, 18, 19, 20]
+        .iter()
+        .map(|i| format!("l{i}"))
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(snap.version, Some(14));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_line_for_the_same_id_wins_across_chunks() {
+    let env = Env::start_with(|c| c.bulk_chunk = 2).await;
+    let lines: Vec<String> = (0..7)
+        .map(|i| post("same", &format!("v{i}"), "c", "a"))
+        .collect();
+    let r = request(env.addr(), "POST", "/bulk", &[NDJSON], &ndjson(&lines)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["last_version"], 7);
+    let (version, _, body) = env.record("same").unwrap();
+    assert_eq!(version, 7);
+    assert_eq!(body, served("same", "v6", "c", "a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_over_the_limit_is_413_and_applies_only_the_lines_before_it() {
+    let env = Env::start_with(|c| {
+        c.max_body_bytes = 1024;
+        c.bulk_max_bytes = 4096;
+    })
+    .await;
+    let before = env.snapshot();
+    // Declared too large: refused before anything is read.
+    let r = request(
+        env.addr(),
+        "POST",
+        "/bulk",
+        &[NDJSON, ("Content-Length", "5000")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        r.json(),
+        json!({"error": "request body exceeds 4096 bytes", "limit": 4096})
+    );
+    assert_eq!(env.snapshot(), before);
+
+    // Streamed (chunked) past the limit: the complete lines before the cut are applied.
+    let lines: Vec<String> = (0..200)
+        .map(|i| post(&format!("c{i:03}"), "t", "c", "a"))
+        .collect();
+    let data = ndjson(&lines);
+    let mut body = Vec::new();
+    for piece in data.chunks(1000) {
+        body.extend(format!("{:x}\r\n", piece.len()).bytes());
+        body.extend_from_slice(piece);
+        body.extend(b"\r\n");
+    }
+    body.extend(b"0\r\n\r\n");
+    let r = request(
+        env.addr(),
+        "POST",
+        "/bulk",
+        &[NDJSON, ("Transfer-Encoding", "chunked")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"], "request body exceeds 4096 bytes");
+    let applied = v["applied"].as_u64().unwrap();
+    let last_line = v["last_line"].as_u64().unwrap();
+    assert_eq!(applied, last_line);
+    // Only complete lines within the first 4096 bytes can have been applied.
+    let line_len = lines[0].len() as u64 + 1;
+    assert!(last_line >= 1 && last_line <= 4096 / line_len, "{v}");
+    let snap = env.snapshot();
+    let expected: Vec<Vec<u8>> = (0..applied)
+        .map(|i| format!("c{i:03}").into_bytes())
+        .collect();
+    assert_eq!(snap.posts.keys().cloned().collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_bulk_applies_nothing() {
+    let env = Env::start().await;
+    let r = request(env.addr(), "POST", "/bulk", &[NDJSON], b"\n\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["lines"], 0);
+    assert_eq!(r.json()["last_version"], serde_json::Value::Null);
+    assert_eq!(env.snapshot().version, None);
+}

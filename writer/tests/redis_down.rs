@@ -1,0 +1,102 @@
+//! Redis going away: the writer answers 503 and acknowledges nothing; when
+//! Redis is back, writes succeed again without restarting the writer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{get, post, request, wait_ready, Env};
+use serde_json::json;
+
+async fn wait_status(env: &Env, path: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(env.addr(), path).await;
+        if r.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} stayed {} ({})",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_503_and_writes_resume_when_it_is_back() {
+    let mut env = Env::start().await;
+    assert_eq!(env.create(&post("before", "t", "c", "a")).await.status, 201);
+    env.redis.fsync_aof();
+    env.redis.kill();
+
+    let unavailable = json!({"error": "redis unavailable"});
+    let r = env.create(&post("during", "t", "c", "a")).await;
+    assert_eq!((r.status, r.json()), (503, unavailable.clone()));
+    let r = request(env.addr(), "DELETE", "/post?id=before", &[], b"").await;
+    assert_eq!((r.status, r.json()), (503, unavailable.clone()));
+    let r = get(env.addr(), "/post?id=before").await;
+    assert_eq!((r.status, r.json()), (503, unavailable.clone()));
+    let r = request(
+        env.addr(),
+        "POST",
+        "/bulk",
+        &[("Content-Type", "application/x-ndjson")],
+        post("bulk-during", "t", "c", "a").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"], "redis unavailable");
+    assert_eq!(r.json()["applied"], 0);
+    assert_eq!(r.json()["unconfirmed"], 1);
+    let r = get(env.addr(), "/ready").await;
+    assert_eq!((r.status, r.json()), (503, unavailable));
+    // The process itself is fine.
+    assert_eq!(get(env.addr(), "/health").await.status, 200);
+
+    env.redis.start_again();
+    wait_ready(env.addr()).await;
+    let r = env.create(&post("after", "t", "c", "a")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Nothing answered 503 was written; what was acknowledged survived.
+    assert!(env.record("before").is_some());
+    assert!(env.record("during").is_none());
+    assert!(env.record("bulk-during").is_none());
+    assert_eq!(env.record("after").unwrap().0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_back_without_its_data_gets_the_library_again() {
+    let mut env = Env::start().await;
+    assert_eq!(env.create(&post("a", "t", "c", "a")).await.status, 201);
+    env.redis.restart_empty();
+    // The first write after the wipe loads the library itself.
+    let r = env.create(&post("b", "t", "c", "a")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["version"], 1);
+    wait_status(&env, "/ready", 200).await;
+
+    // And with no write at all, the background task loads it within a few seconds.
+    env.redis.restart_empty();
+    wait_status(&env, "/ready", 200).await;
+    let mut c = env.redis.connection();
+    let libs: redis::Value = redis::cmd("FUNCTION").arg("LIST").query(&mut c).unwrap();
+    assert!(format!("{libs:?}").contains("heavyread"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_times_out_into_503_not_a_hang() {
+    let env = Env::start().await;
+    env.redis.pause();
+    let t = Instant::now();
+    let r = env.create(&post("p", "t", "c", "a")).await;
+    let took = t.elapsed();
+    env.redis.resume();
+    assert_eq!(r.status, 503, "{}", r.text());
+    // redis_timeout is 500 ms in the tests; allow one retry and scheduling slack.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    wait_ready(env.addr()).await;
+    assert_eq!(env.create(&post("p2", "t", "c", "a")).await.status, 201);
+}
