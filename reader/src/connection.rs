@@ -1,0 +1,513 @@
+//! One client connection: read, answer every complete request of the read
+//! in order into one buffer, write it once, repeat.
+//!
+//! ```text
+//! Idle ──first bytes──► Header ──head complete──► answer all ──► Writing ──► Idle
+//!   │ idle timeout         │ header timeout (408)                    │ write timeout
+//!   ▼                      ▼                                         ▼
+//! close                  close                                     close
+//! ```
+//!
+//! The `GET /post` path takes a store guard, looks the id up and copies the
+//! entry's ready header lines and body into the output buffer: no JSON, no
+//! allocation (buffers come from the executor's pool), no lock, and only
+//! this core's counters are written. glommio itself allocates a small
+//! completion object when a read has to wait for the socket.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use heavyread_sync::record::MAX_ID_LEN;
+use heavyread_sync::Guard;
+
+use crate::executor::{ConnState, Core, Phase};
+use crate::http::{self, Common, IdError, Method, Parse, Request, Status, Target};
+use crate::metrics::{Route, Scrape, Timeout};
+use crate::request_id;
+
+/// Answers accumulated past this size are written before parsing more of the same read.
+const FLUSH_AT: usize = 256 << 10;
+
+/// How long a closing connection may keep sending before it is cut.
+const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
+    let (state, registration) = core.register(stream.as_raw_fd());
+    let mut input = core.take_in();
+    run(&core, &mut stream, &state, &mut input).await;
+    core.put_in(input);
+    // Unregister before the socket closes, so the tick never touches a reused fd.
+    drop(registration);
+    drop(stream);
+}
+
+/// Why a batch ended.
+struct Batch {
+    /// Bytes of the input consumed by complete requests.
+    consumed: usize,
+    /// Requests answered.
+    answered: u64,
+    /// The connection closes after these answers.
+    close: bool,
+    /// The output buffer filled up before the input ran out of complete requests.
+    more: bool,
+}
+
+async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: &mut [u8]) {
+    let config = &core.shared.config;
+    let mut filled = 0usize;
+    let start = Instant::now();
+    // When the request head being received must be complete.
+    let mut head_deadline = start + config.header_timeout;
+    state.arm(Phase::Idle, start + config.idle_timeout);
+    loop {
+        if filled == 0 && core.draining.get() {
+            return;
+        }
+        let n = if filled < input.len() {
+            stream.read(&mut input[filled..]).await.unwrap_or(0)
+        } else {
+            0
+        };
+        if n == 0 {
+            match state.expired.take() {
+                Some(Phase::Header) => {
+                    core.metrics().timed_out(Timeout::Header);
+                    let mut out = core.take_out();
+                    reject_with(
+                        core,
+                        Status::RequestTimeout,
+                        br#"{"error":"request head not received in time"}"#,
+                        b"",
+                        None,
+                        &mut out,
+                    );
+                    core.metrics()
+                        .request(Route::Invalid, Status::RequestTimeout);
+                    if write(core, stream, state, &out).await {
+                        linger(core, stream, state, input).await;
+                    }
+                    core.put_out(out);
+                }
+                Some(Phase::Idle) => core.metrics().timed_out(Timeout::Idle),
+                _ => {}
+            }
+            return;
+        }
+        let t0 = Instant::now();
+        if filled == 0 {
+            head_deadline = t0 + config.header_timeout;
+            state.arm(Phase::Header, head_deadline);
+        }
+        filled += n;
+
+        let mut out = core.take_out();
+        let mut pos = 0;
+        let mut answered = 0u64;
+        let close = loop {
+            let b = process(core, &input[pos..filled], &mut out);
+            pos += b.consumed;
+            answered += b.answered;
+            if b.close || !b.more {
+                break b.close;
+            }
+            // A large batch: send what is ready, then go on with the same read.
+            if !write(core, stream, state, &out).await {
+                core.put_out(out);
+                return;
+            }
+            out.clear();
+        };
+        if !out.is_empty() && !write(core, stream, state, &out).await {
+            core.put_out(out);
+            return;
+        }
+        core.put_out(out);
+        let t1 = Instant::now();
+        if answered > 0 {
+            core.metrics()
+                .latency(answered, (t1 - t0).as_nanos() as u64);
+        }
+        if close {
+            linger(core, stream, state, input).await;
+            return;
+        }
+        input.copy_within(pos..filled, 0);
+        filled -= pos;
+        if filled == 0 {
+            state.arm(Phase::Idle, t1 + config.idle_timeout);
+        } else {
+            if pos > 0 {
+                // The rest is the start of the next request: its head clock starts now.
+                head_deadline = t1 + config.header_timeout;
+            }
+            state.arm(Phase::Header, head_deadline);
+        }
+    }
+}
+
+/// Writes `out`; false when the connection is gone (or timed out writing).
+async fn write(core: &Core, stream: &mut TcpStream, state: &ConnState, out: &[u8]) -> bool {
+    state.arm(
+        Phase::Writing,
+        Instant::now() + core.shared.config.write_timeout,
+    );
+    match stream.write_all(out).await {
+        Ok(()) => {
+            core.metrics().sent(out.len() as u64);
+            true
+        }
+        Err(_) => {
+            if state.expired.take() == Some(Phase::Writing) {
+                core.metrics().timed_out(Timeout::Write);
+            }
+            false
+        }
+    }
+}
+
+/// Closes our side, then reads and drops whatever the client still sends
+/// for a short while, so closing does not reset the connection (and lose
+/// the answer just sent) while request bytes are unread.
+async fn linger(core: &Core, stream: &mut TcpStream, state: &ConnState, scratch: &mut [u8]) {
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let config = &core.shared.config;
+    state.arm(
+        Phase::Linger,
+        Instant::now() + config.header_timeout.min(MAX_LINGER),
+    );
+    while let Ok(n) = stream.read(scratch).await {
+        if n == 0 {
+            break;
+        }
+    }
+    state.expired.take();
+}
+
+/// Answers every complete request at the start of `input` into `out`.
+fn process(core: &Core, input: &[u8], out: &mut Vec<u8>) -> Batch {
+    let guard = core.shared.store.guard();
+    let mut b = Batch {
+        consumed: 0,
+        answered: 0,
+        close: false,
+        more: false,
+    };
+    loop {
+        if out.len() >= FLUSH_AT {
+            b.more = true;
+            return b;
+        }
+        match http::parse_request(&input[b.consumed..], &core.limits) {
+            Parse::Partial => return b,
+            Parse::Complete(req, len) => {
+                b.consumed += len;
+                b.answered += 1;
+                if !respond(core, &req, &guard, out) {
+                    b.close = true;
+                    return b;
+                }
+            }
+            Parse::Reject(r, request_id) => {
+                reject_with(
+                    core,
+                    r.status(),
+                    r.body(),
+                    r.extra_headers(),
+                    request_id,
+                    out,
+                );
+                core.metrics().request(Route::Invalid, r.status());
+                b.answered += 1;
+                b.close = true;
+                return b;
+            }
+        }
+    }
+}
+
+/// A refusal that closes the connection.
+fn reject_with(
+    core: &Core,
+    status: Status,
+    body: &[u8],
+    extra: &[u8],
+    request_id: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let generated;
+    let id = match request_id {
+        Some(id) if request_id::is_sane(id) => id,
+        _ => {
+            generated = core.ids.next_id();
+            generated.as_bytes()
+        }
+    };
+    let date = core.date.get();
+    let c = Common {
+        date: &date,
+        request_id: id,
+        keep_alive: false,
+        http10: false,
+    };
+    http::write_simple(out, &c, status, http::JSON, extra, body, false);
+}
+
+/// Appends the answer to `req`; false when the connection closes after it.
+fn respond(core: &Core, req: &Request<'_>, guard: &Guard<'_>, out: &mut Vec<u8>) -> bool {
+    let keep_alive = req.keep_alive && !core.draining.get();
+    let generated;
+    let id = match req.request_id {
+        Some(id) if request_id::is_sane(id) => id,
+        _ => {
+            generated = core.ids.next_id();
+            generated.as_bytes()
+        }
+    };
+    let date = core.date.get();
+    let c = Common {
+        date: &date,
+        request_id: id,
+        keep_alive,
+        http10: req.http10,
+    };
+    let head = req.method == Method::Head;
+    let (route, status) = match req.target {
+        Target::Post => (Route::Post, post(core, req, guard, &c, head, out)),
+        Target::Health => {
+            http::write_simple(
+                out,
+                &c,
+                Status::Ok,
+                http::JSON,
+                b"",
+                br#"{"status":"ok"}"#,
+                head,
+            );
+            (Route::Health, Status::Ok)
+        }
+        Target::Ready => {
+            let status = match core.not_ready_reason() {
+                None => {
+                    http::write_simple(
+                        out,
+                        &c,
+                        Status::Ok,
+                        http::JSON,
+                        b"",
+                        br#"{"status":"ready"}"#,
+                        head,
+                    );
+                    Status::Ok
+                }
+                Some(why) => {
+                    http::write_simple(
+                        out,
+                        &c,
+                        Status::ServiceUnavailable,
+                        http::JSON,
+                        b"",
+                        why,
+                        head,
+                    );
+                    Status::ServiceUnavailable
+                }
+            };
+            (Route::Ready, status)
+        }
+        Target::Metrics => {
+            let mut page = core.page.borrow_mut();
+            page.clear();
+            let shared = &core.shared;
+            crate::metrics::render(
+                &mut page,
+                &Scrape {
+                    cores: &shared.metrics,
+                    store: &shared.store,
+                    status: &shared.status,
+                    ready: core.not_ready_reason().is_none(),
+                },
+            );
+            http::write_simple(
+                out,
+                &c,
+                Status::Ok,
+                http::PROMETHEUS,
+                b"",
+                page.as_bytes(),
+                head,
+            );
+            (Route::Metrics, Status::Ok)
+        }
+        Target::Unknown => {
+            http::write_simple(
+                out,
+                &c,
+                Status::NotFound,
+                http::JSON,
+                b"",
+                br#"{"error":"no such route"}"#,
+                head,
+            );
+            (Route::NotFound, Status::NotFound)
+        }
+    };
+    core.metrics().request(route, status);
+    keep_alive
+}
+
+/// `GET|HEAD /post?id=ID`.
+fn post(
+    core: &Core,
+    req: &Request<'_>,
+    guard: &Guard<'_>,
+    c: &Common<'_>,
+    head: bool,
+    out: &mut Vec<u8>,
+) -> Status {
+    let mut buf = [0u8; MAX_ID_LEN];
+    let id = match http::query_id(req.query, &mut buf) {
+        Ok(id) => id,
+        Err(e @ (IdError::Missing | IdError::Malformed)) => {
+            http::write_simple(out, c, Status::BadRequest, http::JSON, b"", e.body(), head);
+            return Status::BadRequest;
+        }
+    };
+    match core.shared.store.get(id, guard) {
+        None => {
+            http::write_simple(
+                out,
+                c,
+                Status::NotFound,
+                http::JSON,
+                b"",
+                br#"{"error":"post not found"}"#,
+                head,
+            );
+            Status::NotFound
+        }
+        Some(entry) if req.not_modified(entry.etag()) => {
+            http::write_not_modified(out, c, &core.cache_control, entry.etag_line());
+            Status::NotModified
+        }
+        Some(entry) => {
+            let body = (!head).then(|| entry.body());
+            http::write_entry(out, c, &core.cache_control, entry.headers(), body);
+            Status::Ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The `GET /post` path, driven without sockets, under an allocator that
+    //! counts this thread's allocations.
+
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use heavyread_sync::record::{etag_of, Op, RecordRef};
+    use heavyread_sync::{Store, SyncStatus};
+
+    use super::*;
+    use crate::metrics::CoreMetrics;
+    use crate::server::Shared;
+
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    // SAFETY: defers every call to the system allocator; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    fn allocations() -> u64 {
+        ALLOCATIONS.with(Cell::get)
+    }
+
+    fn core_with(id: &str, body: &[u8]) -> Core {
+        let (store, mut writer) = Store::new();
+        writer.put(&RecordRef {
+            op: Op::Put,
+            version: 1,
+            written_at_ns: 1,
+            etag: etag_of(body),
+            id,
+            body,
+        });
+        let shared = Arc::new(Shared {
+            config: crate::Config::new("redis://127.0.0.1:1"),
+            store,
+            status: Arc::new(SyncStatus::new()),
+            metrics: vec![CoreMetrics::default()].into_boxed_slice(),
+            stop: AtomicBool::new(false),
+            tag: 7,
+        });
+        Core::new(0, shared)
+    }
+
+    #[test]
+    fn get_post_path_does_not_allocate() {
+        let body = br#"{"id":"p","title":"t"}"#;
+        let core = core_with("p", body);
+        let etag = String::from_utf8(
+            core.shared
+                .store
+                .get("p", &core.shared.store.guard())
+                .unwrap()
+                .etag()
+                .to_vec(),
+        )
+        .unwrap();
+        let input = format!(
+            "GET /post?id=p HTTP/1.1\r\nHost: h\r\n\r\n\
+             GET /post?id=%70 HTTP/1.1\r\nHost: h\r\nIf-None-Match: W/{etag}\r\n\r\n\
+             HEAD /post?id=p HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc\r\n\r\n\
+             GET /post?id=missing HTTP/1.1\r\nHost: h\r\n\r\n\
+             GET /post?id=a%zz HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        let mut out = Vec::with_capacity(64 << 10);
+        // Warm up: the first guard registers this thread with the map's collector.
+        let warm = process(&core, input.as_bytes(), &mut out);
+        assert_eq!((warm.answered, warm.close), (5, false));
+        out.clear();
+        let before = allocations();
+        let b = process(&core, input.as_bytes(), &mut out);
+        let after = allocations();
+        assert_eq!((b.answered, b.consumed, b.close), (5, input.len(), false));
+        assert_eq!(after - before, 0, "the request path allocated");
+        // The counter does see this thread's allocations.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(1)));
+        assert_eq!(allocations(), after + 1);
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2);
+        assert_eq!(text.matches("HTTP/1.1 304 Not Modified").count(), 1);
+        assert_eq!(text.matches("HTTP/1.1 404 Not Found").count(), 1);
+        assert_eq!(text.matches("HTTP/1.1 400 Bad Request").count(), 1);
+    }
+}

@@ -1,0 +1,154 @@
+//! The reader's only `unsafe` code: thin wrappers over a few Linux calls
+//! that neither std nor glommio expose (CPU affinity, rlimits, an io_uring
+//! probe, `shutdown(2)` on a socket another task is reading).
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// CPUs in this process's affinity mask (what `taskset` or a container's
+/// cpuset allows), ascending.
+pub fn affinity_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live, writable cpu_set_t and we pass its exact size;
+    // pid 0 means the calling thread.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: CPU_ISSET only reads `set`, and `cpu` stays below its bit size.
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Soft and hard `RLIMIT_MEMLOCK`, in bytes (`u64::MAX` for unlimited).
+pub fn memlock_limit() -> io::Result<(u64, u64)> {
+    get_rlimit(libc::RLIMIT_MEMLOCK)
+}
+
+/// Sets the soft `RLIMIT_MEMLOCK` (allowed up to the hard limit).
+pub fn set_memlock_soft(soft: u64) -> io::Result<()> {
+    let (_, hard) = memlock_limit()?;
+    set_rlimit(libc::RLIMIT_MEMLOCK, soft, hard)
+}
+
+/// Soft and hard `RLIMIT_NOFILE`.
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    get_rlimit(libc::RLIMIT_NOFILE)
+}
+
+/// Sets the soft `RLIMIT_NOFILE` (allowed up to the hard limit).
+pub fn set_nofile_soft(soft: u64) -> io::Result<()> {
+    let (_, hard) = nofile_limit()?;
+    set_rlimit(libc::RLIMIT_NOFILE, soft, hard)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+type Resource = libc::c_int;
+
+fn get_rlimit(resource: Resource) -> io::Result<(u64, u64)> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(resource, &mut rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((to_u64(rl.rlim_cur), to_u64(rl.rlim_max)))
+}
+
+fn set_rlimit(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
+    let rl = libc::rlimit {
+        rlim_cur: from_u64(soft),
+        rlim_max: from_u64(hard),
+    };
+    // SAFETY: `rl` is a valid rlimit that outlives the call.
+    if unsafe { libc::setrlimit(resource, &rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn to_u64(v: libc::rlim_t) -> u64 {
+    if v == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        v
+    }
+}
+
+fn from_u64(v: u64) -> libc::rlim_t {
+    if v == u64::MAX {
+        libc::RLIM_INFINITY
+    } else {
+        v
+    }
+}
+
+/// Creates and closes a tiny io_uring, to learn whether this process may use
+/// io_uring at all (kernel support, `kernel.io_uring_disabled`, seccomp).
+pub fn probe_io_uring() -> io::Result<()> {
+    // struct io_uring_params is 120 bytes; all zero asks for defaults.
+    let mut params = [0u32; 30];
+    // SAFETY: io_uring_setup writes at most sizeof(struct io_uring_params)
+    // (120 bytes) into `params`, which is that large and writable.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us by io_uring_setup and nobody else has it.
+    unsafe { libc::close(fd as RawFd) };
+    Ok(())
+}
+
+/// How much of a socket [`shutdown`] closes.
+#[derive(Debug, Clone, Copy)]
+pub enum Shut {
+    /// Reads return end-of-file (a blocked read wakes up); writes still work.
+    Read,
+    /// Both directions; pending writes fail.
+    Both,
+}
+
+/// `shutdown(2)` on a connection owned by another task of this executor, so
+/// that its pending read (or write) completes. Errors are ignored: the peer
+/// may be gone already.
+///
+/// The caller must only pass the fd of a socket that is still open: the
+/// connection registry removes a connection before its socket is dropped.
+pub fn shutdown(fd: RawFd, how: Shut) {
+    let how = match how {
+        Shut::Read => libc::SHUT_RD,
+        Shut::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: shutdown(2) touches no memory of ours; the fd is an open socket
+    // owned by this executor (see the function's contract), so no other file
+    // can be affected.
+    unsafe { libc::shutdown(fd, how) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_is_not_empty() {
+        let cpus = affinity_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        assert!(cpus.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn rlimits_read_back() {
+        let (soft, hard) = memlock_limit().unwrap();
+        assert!(soft <= hard);
+        let (soft, hard) = nofile_limit().unwrap();
+        assert!(soft <= hard);
+    }
+}

@@ -1,0 +1,110 @@
+//! Header-read and idle timeouts close connections; the per-core
+//! connection cap holds.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn slow_headers_get_408_and_are_closed_after_the_header_timeout() {
+    let f = Fixture::start(|c| c.header_timeout = Duration::from_millis(300));
+    let mut s = connect(f.addr());
+    let started = Instant::now();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n").unwrap();
+    // Keep dribbling bytes: the deadline counts from the head's first byte, not the last.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = s.write_all(b"X-A: b\r\n");
+    }
+    let resp = read_to_close(&mut s);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+    assert_eq!(
+        normalize(&resp),
+        "HTTP/1.1 408 Request Timeout\r\nDate: <date>\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
+         X-Request-Id: <id>\r\nContent-Length: 45\r\nConnection: close\r\n\r\n{\"error\":\"request head not received in time\"}"
+    );
+    let page = f.reader.render_metrics();
+    assert!(
+        page.contains("heavyread_reader_connection_timeouts_total{phase=\"header\"} 1"),
+        "{page}"
+    );
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let f = Fixture::start(|c| c.idle_timeout = Duration::from_millis(400));
+    let mut s = connect(f.addr());
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut s, false);
+    assert_eq!(status_of(&resp), 200);
+    let idle_since = Instant::now();
+    let rest = read_to_close(&mut s);
+    let took = idle_since.elapsed();
+    assert!(rest.is_empty(), "nothing is sent on an idle close");
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(2),
+        "closed after {took:?}"
+    );
+    // A connection that never sends anything is idle too.
+    let mut quiet = connect(f.addr());
+    let t = Instant::now();
+    assert!(read_to_close(&mut quiet).is_empty());
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let page = f.reader.render_metrics();
+    assert!(
+        page.contains("heavyread_reader_connection_timeouts_total{phase=\"idle\"} 2"),
+        "{page}"
+    );
+}
+
+#[test]
+fn connection_cap_holds_per_core() {
+    let f = Fixture::start(|c| {
+        c.max_connections_per_core = 2;
+        c.idle_timeout = Duration::from_secs(10);
+    });
+    let mut a = connect(f.addr());
+    let mut b = connect(f.addr());
+    for s in [&mut a, &mut b] {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(status_of(&read_response(s, false)), 200);
+    }
+    // A third connection is refused with 503 and closed.
+    let mut c = connect(f.addr());
+    let resp = read_to_close(&mut c);
+    assert_eq!(
+        normalize(&resp),
+        "HTTP/1.1 503 Service Unavailable\r\nDate: <date>\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
+         X-Request-Id: <id>\r\nContent-Length: 32\r\nConnection: close\r\n\r\n{\"error\":\"too many connections\"}"
+    );
+    // The two served connections still work.
+    a.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(status_of(&read_response(&mut a, false)), 200);
+    // Closing one frees a place.
+    drop(b);
+    let end = Instant::now() + Duration::from_secs(3);
+    while !f
+        .reader
+        .render_metrics()
+        .contains("heavyread_reader_open_connections 1\n")
+    {
+        assert!(Instant::now() < end, "the closed connection still counts");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(status_of(&get(f.addr(), "/health")), 200);
+    let page = f.reader.render_metrics();
+    assert!(
+        page.contains("heavyread_reader_connections_rejected_total 1"),
+        "{page}"
+    );
+}
