@@ -42,11 +42,18 @@ impl RedisServer {
             appendonly,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        s.spawn();
+        // A parallel test may take the port between `free_port` and the
+        // bind: then try a fresh port, a few times.
+        let mut attempts = 0;
+        while let Err(e) = s.spawn() {
+            attempts += 1;
+            assert!(attempts < 5, "{e}");
+            s.port = free_port();
+        }
         s
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(redis_server_binary());
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -72,23 +79,54 @@ impl RedisServer {
             .spawn()
             .expect("start redis-server (install it: apt-get install redis-server)");
         self.child = Some(child);
-        self.wait_ready();
+        let ready = self.wait_ready();
+        if ready.is_err() {
+            self.kill();
+        }
+        ready
     }
 
-    fn wait_ready(&self) {
+    /// Waits until *our* process answers: if another server took the port,
+    /// our child exits, and the one answering has another directory.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let want_dir = self
+            .dir
+            .path()
+            .canonicalize()
+            .unwrap_or_else(|_| self.dir.path().to_owned());
         loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!(
+                        "redis-server on port {} exited at start ({status})",
+                        self.port
+                    ));
+                }
+            }
             if let Ok(mut c) = self.try_connection() {
                 // While loading the AOF redis answers LOADING; wait for a real PONG.
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
+                    let dir: Vec<String> = redis::cmd("CONFIG")
+                        .arg("GET")
+                        .arg("dir")
+                        .query(&mut c)
+                        .unwrap_or_default();
+                    return match dir.get(1) {
+                        Some(d) if Path::new(d) == want_dir => Ok(()),
+                        _ => Err(format!(
+                            "port {} is answered by another redis-server ({dir:?})",
+                            self.port
+                        )),
+                    };
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not come up",
-                self.port
-            );
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "redis-server on port {} did not come up",
+                    self.port
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -158,7 +196,13 @@ impl RedisServer {
     /// Kill -9, then start again on the same port and directory (the AOF is replayed).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.respawn();
+    }
+
+    fn respawn(&mut self) {
+        if let Err(e) = self.spawn() {
+            panic!("restarting redis-server: {e}");
+        }
     }
 
     /// Kill -9, delete the data, and start again on the same port without it.
@@ -175,14 +219,14 @@ impl RedisServer {
                 std::fs::remove_file(&p)
             };
         }
-        self.spawn();
+        self.respawn();
     }
 
     /// Kill -9 and start again only after `down` has passed.
     pub fn restart_after(&mut self, down: Duration) {
         self.kill();
         std::thread::sleep(down);
-        self.spawn();
+        self.respawn();
     }
 
     /// Whether the process is running.
@@ -193,7 +237,7 @@ impl RedisServer {
     /// Starts a stopped server again (after [`Self::kill`]).
     pub fn start_again(&mut self) {
         if self.child.is_none() {
-            self.spawn();
+            self.respawn();
         }
     }
 }

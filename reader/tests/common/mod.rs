@@ -138,6 +138,8 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            // A signal in this process (e.g. a child redis-server exiting) is not an answer.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("read failed after {} bytes: {e}", out.len()),
         }
     }
@@ -148,7 +150,10 @@ pub fn read_response(s: &mut TcpStream, head_only: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut byte = [0u8; 1];
     while !out.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).expect("read head");
+        let n = match s.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.expect("read head"),
+        };
         assert!(
             n == 1,
             "connection closed inside a head: {:?}",
