@@ -241,6 +241,13 @@ impl StoreWriter {
         }
     }
 
+    /// Makes room for `additional` more ids up front (a bootstrap knows the
+    /// hash length), so the map does not grow step by step while loading.
+    pub fn reserve(&mut self, additional: usize) {
+        let map = &self.store.map;
+        map.reserve(additional, &map.guard());
+    }
+
     /// Starts a full resync: entries not seen again before [`Self::sweep`] are removed.
     pub fn begin_resync(&mut self) {
         self.generation = self.generation.wrapping_add(1);

@@ -269,6 +269,9 @@ impl SyncThread {
         SyncStatus::add(&self.status.counters.full_resyncs);
         self.writer.begin_resync();
         let (epoch, v0) = self.read_state(con)?;
+        let hlen: usize = redis::cmd("HLEN").arg(&self.keys.posts).query(con)?;
+        self.writer
+            .reserve(hlen.saturating_sub(self.writer.store().len()));
         // A second connection fetches the next HSCAN page while this thread
         // decodes and applies the current one.
         let mut scan_con = self
