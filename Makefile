@@ -9,9 +9,15 @@ all: build
 help:
 	@echo "make demo   run a local stack (redis, writer, readers)"
 	@echo "make test   install what is missing, then lint and run all tests"
+	@echo "make demo-up / demo-down   the local stack in the background / stopped"
+	@echo "make start  the docker-compose stack; stop, health, test-write, logs, scale N=5, compose-bench"
 
+# One package per invocation: built together with the writer, cargo would
+# unify features and link tokio into the reader, which must not have it.
 build:
-	$(CARGO) build --workspace --release --locked
+	$(CARGO) build --release --locked -p heavyread-reader
+	$(CARGO) build --release --locked -p heavyread-writer
+	$(CARGO) build --release --locked -p heavyread-bench
 
 deps-test:
 	@ops/install-deps.sh test
@@ -19,6 +25,9 @@ deps-test:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@if $(CARGO) tree --locked -p heavyread-reader -e normal --prefix none | grep -q '^tokio '; then \
+		echo "the reader links tokio: keep heavyread-sync's publisher feature out of its dependencies" >&2; exit 1; \
+	fi
 
 # nextest runs each test in its own process; plain cargo test is the fallback.
 unit:
@@ -28,7 +37,63 @@ unit:
 		$(CARGO) test --workspace --locked; \
 	fi
 
-test: deps-test lint unit
+test: deps-test lint unit ops-check
 
+# ops/: checks of the deployment files, the live binaries under the shipped
+# seccomp filters, and the bare-metal demo (ops/check.sh says what each does).
+.PHONY: ops-check
+ops-check:
+	@ops/check.sh
+
+# The local stack without Docker (ops/demo.sh): redis 6399, writer 8080,
+# readers 8081-8083, Prometheus 9090. `demo` stays up until Ctrl-C or
+# `make demo-stop`; `demo-up` / `demo-down` are the non-interactive forms.
+.PHONY: demo-up demo-down demo-stop
 demo:
-	@echo "make demo is not there yet: the local stack lands with the ops issue (#5)." >&2; exit 1
+	@ops/demo.sh run
+
+demo-up:
+	@ops/demo.sh up
+
+demo-down demo-stop:
+	@ops/demo.sh down
+
+# The docker-compose stack (ops/docker-compose.yml): gateway :9080, writer
+# :8080, reader-direct :8081, Prometheus :9090, Grafana :3000 (admin/admin).
+COMPOSE ?= docker compose
+DC = $(COMPOSE) -f ops/docker-compose.yml
+N ?= 3
+SERVICE ?=
+
+.PHONY: start stop health test-write logs scale compose-bench
+start:
+	$(DC) up -d --build
+	@echo "gateway http://127.0.0.1:9080/post?id=...  writer :8080  grafana http://127.0.0.1:3000 (admin/admin)"
+
+stop:
+	$(DC) down
+
+health:
+	@ops/compose.sh health
+
+test-write:
+	@ops/compose.sh test-write
+
+logs:
+	$(DC) logs -f --tail=100 $(SERVICE)
+
+# make scale N=5: N reader replicas, and the gateway's node list rewritten to match.
+scale:
+	@ops/scale.sh $(N)
+
+# wrk through the gateway and against reader-direct (seeds BENCH_IDS posts first).
+compose-bench:
+	@ops/compose.sh bench
+
+# Benchmarks: a private local stack, every measurement, bench/benchmark-report.md (see bench/run_benchmark.sh).
+.PHONY: bench bench-smoke
+bench:
+	bench/run_benchmark.sh
+
+bench-smoke:
+	bench/run_benchmark.sh --smoke
