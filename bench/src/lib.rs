@@ -1,13 +1,51 @@
 //! heavyread benchmark tools.
 //!
-//! Numbers come from these programs, never from timed tests. Each starts what
-//! it measures (its own redis-server on a free port, a subscriber, ...) so a
-//! run is reproducible with one command.
+//! Numbers come from these programs, never from timed tests. Each tool
+//! measures one thing and writes its result as JSON; `report` turns a
+//! folder of results into `bench/benchmark-report.md` with SVG plots.
+//! `bench/run_benchmark.sh` (`make bench`) starts a private stack (its own
+//! redis-server, writer, readers, nginx, the axum baseline) and runs them
+//! all in one go, so a run is reproducible with one command.
+//!
+//! ```text
+//! seed ──/bulk──► writer ──FCALL──► Redis ──pub/sub──► readers ◄── wrk (random, pipeline, revalidate)
+//!                                     ▲                  ▲   ◄── propagation (polls for the new ETag)
+//!                          baseline-axum (HGET per request)  ◄── bandwidth, memory, coldstart
+//! ```
 //!
 //! # Layout
-//! - `sync`: the sync library alone: publish-to-applied latency at a fixed
-//!   write rate, and bootstrap time of a large hash.
+//! - `seed`, `export`: load posts through the writer; write what Redis holds
+//!   as static files (nginx baseline) and an ETag list (revalidations).
+//! - `wrk`: one wrk run with the server's CPU time from `/proc`, parsed.
+//! - `propagation`, `memory`, `coldstart`, `bandwidth`, `writes`: the other
+//!   measurements of the suite.
+//! - `baseline`: the axum service that reads Redis on every request.
+//! - `report`, `plot`: the markdown report and its SVG plots.
+//! - `client`: a minimal keep-alive HTTP/1.1 client that counts bytes.
+//! - `process`, `procfs`, `sys`: child processes, `/proc` parsing, and the
+//!   two libc calls (the only `unsafe`).
+//! - `stats`, `results`: latency summaries and formatting; result files.
+//! - `sync`: the sync library alone (publish-to-applied latency, bootstrap).
 //! - `data`: deterministic post bodies of realistic size.
 
+#![warn(missing_docs)]
+
+pub mod bandwidth;
+pub mod baseline;
+pub mod client;
+pub mod coldstart;
 pub mod data;
+pub mod export;
+pub mod memory;
+pub mod plot;
+pub mod process;
+pub mod procfs;
+pub mod propagation;
+pub mod report;
+pub mod results;
+pub mod seed;
+pub mod stats;
 pub mod sync;
+mod sys;
+pub mod writes;
+pub mod wrk;

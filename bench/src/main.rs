@@ -1,13 +1,117 @@
-//! `heavyread-bench`: the benchmark tools, one subcommand each.
+//! `heavyread-bench`: the benchmark tools, one subcommand each. Each
+//! measuring subcommand prints a short summary and, with `--json PATH`,
+//! writes its result for `report`.
 
-use anyhow::Result;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use heavyread_bench::process::{free_addr, sibling_binary, ReaderCommand};
+use heavyread_bench::report::{render, Results, RunInfo};
+use heavyread_bench::results::write_opt;
+use heavyread_bench::seed::SeedOptions;
+use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
+use heavyread_bench::{
+    bandwidth, baseline, coldstart, export, memory, propagation, seed, writes, wrk,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "heavyread-bench", about = "heavyread benchmark tools")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How to reach and start readers (memory, coldstart).
+#[derive(clap::Args, Debug, Clone)]
+struct ReaderArgs {
+    /// The reader binary (default: `heavyread-reader` next to this one).
+    #[arg(long)]
+    reader_bin: Option<PathBuf>,
+    /// Redis URL the reader syncs from.
+    #[arg(long, env = "HEAVYREAD_REDIS_URL")]
+    redis_url: String,
+    /// Key prefix.
+    #[arg(long, default_value = "hr")]
+    prefix: String,
+    /// Extra reader flag (repeatable), e.g. `--reader-arg=--cores --reader-arg=1`.
+    #[arg(long = "reader-arg", allow_hyphen_values = true)]
+    reader_args: Vec<String>,
+    /// File the reader's log goes to.
+    #[arg(long)]
+    reader_log: Option<PathBuf>,
+}
+
+impl ReaderArgs {
+    fn command(&self) -> ReaderCommand {
+        ReaderCommand {
+            bin: self
+                .reader_bin
+                .clone()
+                .unwrap_or_else(|| sibling_binary("heavyread-reader")),
+            redis_url: self.redis_url.clone(),
+            prefix: self.prefix.clone(),
+            args: self.reader_args.clone(),
+            log: self.reader_log.clone(),
+        }
+    }
+}
+
+/// What to seed (seed, memory).
+#[derive(clap::Args, Debug, Clone)]
+struct SeedArgs {
+    /// The writer (host:port).
+    #[arg(long)]
+    writer: SocketAddr,
+    /// Posts to write.
+    #[arg(long, default_value_t = 100_000)]
+    posts: u64,
+    /// Number of the first post.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Mean JSON body size in bytes.
+    #[arg(long, default_value_t = 350)]
+    body_len: usize,
+    /// Posts per `/bulk` request.
+    #[arg(long, default_value_t = 10_000)]
+    batch: u64,
+    /// Concurrent `/bulk` requests.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Id prefix (`post-` gives post-0, post-1, ...).
+    #[arg(long, default_value = "post-")]
+    id_prefix: String,
+    /// The writer's bearer token, if it has one.
+    #[arg(long, env = "HEAVYREAD_WRITE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl SeedArgs {
+    fn options(&self) -> SeedOptions {
+        SeedOptions {
+            writer: self.writer,
+            posts: self.posts,
+            start: self.start,
+            body_len: self.body_len,
+            batch: self.batch,
+            connections: self.connections,
+            id_prefix: self.id_prefix.clone(),
+            token: self.token.clone(),
+            progress: !self.no_progress,
+        }
+    }
+}
+
+/// `KEY=VALUE`.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -33,18 +137,267 @@ enum Cmd {
         #[arg(long, default_value_t = 350)]
         body_len: usize,
     },
+    /// Loads N deterministic posts through the writer's /bulk, with a progress bar.
+    Seed {
+        #[command(flatten)]
+        seed: SeedArgs,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Writes the posts Redis holds as static files (DIR/posts/<id>.json) and DIR/etags.txt.
+    Export {
+        /// Redis URL.
+        #[arg(long, env = "HEAVYREAD_REDIS_URL")]
+        redis_url: String,
+        /// Key prefix.
+        #[arg(long, default_value = "hr")]
+        prefix: String,
+        /// Output folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// One wrk run (after a warm-up), with the server's CPU per request from /proc.
+    Wrk {
+        /// Name of the run in the results.
+        #[arg(long)]
+        label: String,
+        /// What serves, in words, for the report.
+        #[arg(long, default_value = "")]
+        server: String,
+        /// Server address (host:port).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// wrk Lua script.
+        #[arg(long, default_value = "bench/wrk/random.lua")]
+        script: PathBuf,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// wrk threads.
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10)]
+        secs: u32,
+        /// Unmeasured warm-up seconds before.
+        #[arg(long, default_value_t = 2)]
+        warmup: u32,
+        /// Pin wrk to these CPUs (`taskset -c`).
+        #[arg(long)]
+        cpus: Option<String>,
+        /// Server process whose CPU time is measured, with its children (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// Script environment, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_parser = key_value)]
+        env: Vec<(String, String)>,
+        /// Requests per write, for the report.
+        #[arg(long, default_value_t = 1)]
+        pipeline: u32,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Time from the writer's 201 to each reader serving the new ETag, at a fixed write rate.
+    Propagation {
+        /// The writer (host:port).
+        #[arg(long)]
+        writer: SocketAddr,
+        /// A reader (host:port); repeat for each.
+        #[arg(long = "reader", required = true)]
+        readers: Vec<SocketAddr>,
+        /// Writes per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: u64,
+        /// Seconds of writing.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Distinct ids written in turn.
+        #[arg(long, default_value_t = 20_000)]
+        ids: u64,
+        /// Mean body size.
+        #[arg(long, default_value_t = 350)]
+        body_len: usize,
+        /// Seconds after which a write not yet served counts as a timeout.
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+        /// Id prefix.
+        #[arg(long, default_value = "prop-")]
+        id_prefix: String,
+        /// Connections opened to each server before the run.
+        #[arg(long, default_value_t = 32)]
+        prewarm: usize,
+        /// Track every k-th write to the readers (1: every write).
+        #[arg(long, default_value_t = 1)]
+        track_every: u64,
+        /// The writer's bearer token.
+        #[arg(long, env = "HEAVYREAD_WRITE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Reader RSS before and after N posts reach it, against the body bytes.
+    Memory {
+        #[command(flatten)]
+        reader: ReaderArgs,
+        #[command(flatten)]
+        seed: SeedArgs,
+        /// Seconds to wait before each RSS reading.
+        #[arg(long, default_value_t = 1.0)]
+        settle: f64,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Time from starting a reader to /ready with the posts already in Redis.
+    Coldstart {
+        #[command(flatten)]
+        reader: ReaderArgs,
+        /// Posts the reader must hold when ready.
+        #[arg(long, default_value_t = 0)]
+        expect: u64,
+        /// Starts to time.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Seconds before giving up on one start.
+        #[arg(long, default_value_t = 600.0)]
+        timeout: f64,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Bytes on the wire for N requests with a share of revalidations.
+    Bandwidth {
+        /// Server (host:port).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Requests in all.
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Share of requests carrying the current ETag, 0..=1.
+        #[arg(long, default_value_t = 0.8)]
+        revalidate: f64,
+        /// Ids post-0 .. post-(ids-1).
+        #[arg(long, default_value_t = 100_000)]
+        ids: u64,
+        /// `id "etag"` lines (from `export`).
+        #[arg(long)]
+        etags: PathBuf,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Writer throughput: /create with N clients, then one /bulk.
+    Writes {
+        /// The writer (host:port).
+        #[arg(long)]
+        writer: SocketAddr,
+        /// Concurrent /create clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of /create.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Posts in the /bulk run (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        bulk: u64,
+        /// Mean body size.
+        #[arg(long, default_value_t = 350)]
+        body_len: usize,
+        /// Process whose CPU per write is reported (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// The writer's bearer token.
+        #[arg(long, env = "HEAVYREAD_WRITE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The baseline: an axum service reading Redis on every request (HGET + decode).
+    BaselineAxum {
+        /// Address to serve on.
+        #[arg(
+            long,
+            env = "HEAVYREAD_BASELINE_LISTEN",
+            default_value = "127.0.0.1:8090"
+        )]
+        listen: SocketAddr,
+        /// Redis URL.
+        #[arg(long, env = "HEAVYREAD_REDIS_URL")]
+        redis_url: String,
+        /// Key prefix.
+        #[arg(long, env = "HEAVYREAD_PREFIX", default_value = "hr")]
+        prefix: String,
+        /// tokio worker threads.
+        #[arg(long, env = "HEAVYREAD_BASELINE_WORKERS", default_value_t = 1)]
+        workers: usize,
+    },
+    /// Records the machine, tool versions and commit of a run.
+    Machine {
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Writes the markdown report and its SVG plots from a results folder.
+    Report {
+        /// Folder of result files.
+        #[arg(long)]
+        results: PathBuf,
+        /// The report file.
+        #[arg(long, default_value = "bench/benchmark-report.md")]
+        out: PathBuf,
+        /// Folder for the plots (default: `plots/` next to the report).
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        /// Fail unless every step produced numbers.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Prints a free TCP port on 127.0.0.1.
+    FreePort,
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    Ok(b.enable_all().build()?)
 }
 
 #[allow(clippy::print_stdout)] // A command-line tool: its results go to stdout.
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().cmd {
+    let cmd = Cli::parse().cmd;
+    if let Cmd::BaselineAxum {
+        listen,
+        redis_url,
+        prefix,
+        workers,
+    } = &cmd
+    {
+        return runtime(Some(*workers))?.block_on(baseline::serve(*listen, redis_url, prefix));
+    }
+    runtime(None)?.block_on(run(cmd))
+}
+
+#[allow(clippy::print_stdout)] // A command-line tool: its results go to stdout.
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::SyncLatency { rates, secs, ids } => {
             println!("| writes/s | samples | p50 µs | p99 µs | p99.9 µs | max µs |");
             println!("|---:|---:|---:|---:|---:|---:|");
@@ -69,6 +422,302 @@ async fn main() -> Result<()> {
                 b.store_bytes
             );
         }
+        Cmd::Seed { seed: s, json } => {
+            let r = seed::seed(&s.options()).await?;
+            println!(
+                "seed: {} posts, {} of bodies, in {:.2} s ({} posts/s), last version {}",
+                fmt_count(r.posts as f64),
+                fmt_bytes(r.body_bytes as f64),
+                r.secs,
+                fmt_count(r.posts_per_sec),
+                r.last_version
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Export {
+            redis_url,
+            prefix,
+            dir,
+            json,
+        } => {
+            let r = tokio::task::spawn_blocking(move || export::export(&redis_url, &prefix, &dir))
+                .await??;
+            println!(
+                "export: {} posts, {} of bodies",
+                fmt_count(r.posts as f64),
+                fmt_bytes(r.body_bytes as f64)
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Wrk {
+            label,
+            server,
+            addr,
+            script,
+            connections,
+            threads,
+            secs,
+            warmup,
+            cpus,
+            pids,
+            env,
+            pipeline,
+            json,
+        } => {
+            let o = wrk::WrkOptions {
+                label,
+                server,
+                addr,
+                script,
+                connections,
+                threads,
+                secs,
+                warmup_secs: warmup,
+                cpus,
+                pids,
+                env,
+                pipeline,
+            };
+            let r = tokio::task::spawn_blocking(move || wrk::run(&o)).await??;
+            if r.pipeline > 1 {
+                // wrk's percentiles are not usable with pipelining.
+                println!(
+                    "{}: {} req/s (pipelined, depth {})  server CPU {:.2} µs/req  errors {}",
+                    r.label,
+                    fmt_count(r.req_per_sec),
+                    r.pipeline,
+                    r.cpu_us_per_req,
+                    r.errors.total()
+                );
+                write_opt(json.as_deref(), &r)?;
+                return Ok(());
+            }
+            println!(
+                "{}: {} req/s  p50 {}  p99 {}  p99.9 {}  max {}  server CPU {:.2} µs/req  errors {}",
+                r.label,
+                fmt_count(r.req_per_sec),
+                fmt_us(r.latency.p50),
+                fmt_us(r.latency.p99),
+                fmt_us(r.latency.p999),
+                fmt_us(r.latency.max),
+                r.cpu_us_per_req,
+                r.errors.total()
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Propagation {
+            writer,
+            readers,
+            rate,
+            secs,
+            ids,
+            body_len,
+            timeout,
+            id_prefix,
+            prewarm,
+            track_every,
+            token,
+            json,
+        } => {
+            let o = propagation::PropagationOptions {
+                writer,
+                readers,
+                rate,
+                secs,
+                ids,
+                body_len,
+                timeout: Duration::from_secs_f64(timeout),
+                id_prefix,
+                token,
+                prewarm,
+                track_every,
+            };
+            let r = propagation::propagation(&o).await?;
+            println!(
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}",
+                r.rate,
+                r.writes,
+                r.track_every,
+                r.failed,
+                r.achieved_rate,
+                fmt_us(r.poll_rtt.p50)
+            );
+            for x in r.readers.iter().chain(std::iter::once(&r.all)) {
+                let l = &x.latency;
+                println!(
+                    "  {:<12} n {:>7}  timeouts {:>3}  p50 {:>9}  p90 {:>9}  p99 {:>9}  p99.9 {:>9}  max {:>9}",
+                    x.label,
+                    l.count,
+                    x.timeouts,
+                    fmt_us(l.p50),
+                    fmt_us(l.p90),
+                    fmt_us(l.p99),
+                    fmt_us(l.p999),
+                    fmt_us(l.max)
+                );
+            }
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Memory {
+            reader,
+            seed: s,
+            settle,
+            json,
+        } => {
+            let r = memory::memory(
+                &reader.command(),
+                &s.options(),
+                Duration::from_secs_f64(settle),
+                Duration::from_secs(1800),
+            )
+            .await?;
+            println!(
+                "memory: {} posts, {} of bodies; RSS {} → {}; RSS/body {:.2}, growth/body {:.2}",
+                fmt_count(r.posts as f64),
+                fmt_bytes(r.body_bytes as f64),
+                fmt_bytes(r.rss_before as f64),
+                fmt_bytes(r.rss_after as f64),
+                r.rss_ratio(),
+                r.growth_ratio()
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Coldstart {
+            reader,
+            expect,
+            runs,
+            timeout,
+            json,
+        } => {
+            let r = coldstart::coldstart(
+                &reader.command(),
+                expect,
+                runs,
+                Duration::from_secs_f64(timeout),
+            )
+            .await?;
+            println!(
+                "coldstart: {} posts, ready in {:.3} s median ({:.3}–{:.3}), RSS {}",
+                fmt_count(r.posts as f64),
+                r.median_secs,
+                r.min_secs,
+                r.max_secs,
+                fmt_bytes(r.rss_bytes as f64)
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Bandwidth {
+            addr,
+            requests,
+            revalidate,
+            ids,
+            etags,
+            connections,
+            json,
+        } => {
+            if !(0.0..=1.0).contains(&revalidate) {
+                bail!("--revalidate: {revalidate} is outside 0..=1");
+            }
+            let tags = bandwidth::read_etags(&etags)?;
+            let o = bandwidth::BandwidthOptions {
+                addr,
+                requests,
+                share: revalidate,
+                ids,
+                connections,
+            };
+            let r = bandwidth::bandwidth(&o, &tags).await?;
+            println!(
+                "bandwidth {:.0}% revalidations: {} requests, {} received ({:.0} B/request), {} sent; 304 is {} B, 200 is {} B",
+                revalidate * 100.0,
+                fmt_count(r.requests as f64),
+                fmt_bytes(r.bytes_received as f64),
+                r.bytes_received as f64 / r.requests.max(1) as f64,
+                fmt_bytes(r.bytes_sent as f64),
+                r.not_modified_bytes,
+                r.ok_bytes
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Writes {
+            writer,
+            clients,
+            secs,
+            bulk,
+            body_len,
+            pids,
+            token,
+            json,
+        } => {
+            let o = writes::WritesOptions {
+                writer,
+                clients,
+                secs,
+                bulk,
+                body_len,
+                pids,
+                token,
+            };
+            let r = writes::writes(&o).await?;
+            println!(
+                "writes: /create {} /s (p99 {}, {:.1} µs CPU/write, {} errors); /bulk {} posts/s ({:.1} µs CPU/write)",
+                fmt_count(r.create.per_sec),
+                fmt_us(r.create.latency.p99),
+                r.create.cpu_us_per_write,
+                r.create.errors,
+                fmt_count(r.bulk.per_sec),
+                r.bulk.cpu_us_per_write
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::BaselineAxum { .. } => unreachable!("handled in main"),
+        Cmd::Machine { json } => {
+            let r = RunInfo::capture();
+            println!(
+                "{} × {} | kernel {} | commit {}{}",
+                r.machine.cpus,
+                r.machine.cpu_model,
+                r.machine.kernel,
+                r.commit,
+                if r.dirty { " (dirty)" } else { "" }
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Report {
+            results: dir,
+            out,
+            plots,
+            check,
+        } => {
+            let r = Results::load(&dir)?;
+            let out_dir = out
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let plots = plots.unwrap_or_else(|| out_dir.join("plots"));
+            let rel = relative(&out_dir, &plots);
+            let md = render(&r, &plots, &rel)?;
+            std::fs::write(&out, md).with_context(|| format!("write {}", out.display()))?;
+            println!("report: {} (plots in {})", out.display(), plots.display());
+            let problems = r.problems();
+            if check {
+                if !problems.is_empty() {
+                    bail!("steps without numbers:\n  {}", problems.join("\n  "));
+                }
+                println!("check: every step produced numbers");
+            } else if !problems.is_empty() {
+                println!("missing: {}", problems.join("; "));
+            }
+        }
+        Cmd::FreePort => println!("{}", free_addr().port()),
     }
     Ok(())
+}
+
+/// `plots` relative to `base` when inside it, for links in the report.
+fn relative(base: &std::path::Path, plots: &std::path::Path) -> String {
+    plots
+        .strip_prefix(base)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| plots.to_string_lossy().into_owned())
 }

@@ -1,0 +1,224 @@
+//! What `/proc` tells about a process (CPU time, resident memory, children)
+//! and about the machine (CPU model, kernel, memory), for the report.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::sys::clock_ticks_per_sec;
+
+/// The command name and `utime + stime` (in clock ticks) from the text of
+/// `/proc/<pid>/stat`. The name sits in parentheses and may itself hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    // After ") " come field 3 (state) onwards; utime and stime are fields 14 and 15.
+    let mut fields = stat.get(close + 1..)?.split_ascii_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+/// The value of a `Key:   123 kB` line of `/proc/<pid>/status` or
+/// `/proc/meminfo`, in bytes.
+pub fn parse_kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        let mut parts = rest.split_ascii_whitespace();
+        let n: u64 = parts.next()?.parse().ok()?;
+        match parts.next() {
+            Some("kB") | None => Some(n * 1024),
+            Some(_) => None,
+        }
+    })
+}
+
+/// CPU time (user + system, all threads) of a process, in seconds.
+pub fn cpu_secs(pid: u32) -> Result<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let (comm, ticks) =
+        parse_stat(&stat).with_context(|| format!("cannot parse /proc/{pid}/stat"))?;
+    Ok((comm, ticks as f64 / clock_ticks_per_sec() as f64))
+}
+
+/// Resident set size of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    parse_kib_field(&status, "VmRSS").with_context(|| format!("no VmRSS for {pid}"))
+}
+
+/// Direct children of a process (nginx workers under their master).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_ascii_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// CPU used by one process during a measurement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessCpu {
+    /// Process id.
+    pub pid: u32,
+    /// Command name, as in `/proc/<pid>/stat`.
+    pub name: String,
+    /// User + system CPU seconds used during the measurement.
+    pub cpu_secs: f64,
+}
+
+/// Measures the CPU time of a set of processes (and their children at the
+/// start) across an interval.
+#[derive(Debug)]
+pub struct CpuMeter {
+    start: Vec<(u32, String, f64)>,
+    at: Instant,
+}
+
+impl CpuMeter {
+    /// Reads the CPU time of `pids` and of their direct children now.
+    pub fn start(pids: &[u32]) -> Result<Self> {
+        let mut all: Vec<u32> = Vec::new();
+        for &p in pids {
+            all.push(p);
+            all.extend(children(p));
+        }
+        all.sort_unstable();
+        all.dedup();
+        let mut start = Vec::new();
+        for p in all {
+            let (name, secs) = cpu_secs(p)?;
+            start.push((p, name, secs));
+        }
+        Ok(CpuMeter {
+            start,
+            at: Instant::now(),
+        })
+    }
+
+    /// CPU seconds each process used since [`CpuMeter::start`], and the wall
+    /// seconds elapsed.
+    pub fn stop(&self) -> Result<(Vec<ProcessCpu>, f64)> {
+        let wall = self.at.elapsed().as_secs_f64();
+        let mut out = Vec::new();
+        for (pid, name, before) in &self.start {
+            let (_, now) = cpu_secs(*pid)?;
+            out.push(ProcessCpu {
+                pid: *pid,
+                name: name.clone(),
+                cpu_secs: (now - before).max(0.0),
+            });
+        }
+        Ok((out, wall))
+    }
+}
+
+/// Facts about the machine a run was made on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Machine {
+    /// `model name` of the first CPU in `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// Online logical CPUs.
+    pub cpus: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// `PRETTY_NAME` of `/etc/os-release`.
+    pub os: String,
+    /// Total memory in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Machine {
+    /// Reads the facts from `/proc` and `/etc`; unknown ones stay empty.
+    pub fn detect() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == "model name").then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let cpus = cpuinfo
+            .lines()
+            .filter(|l| l.split(':').next().map(str::trim) == Some("processor"))
+            .count();
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_default();
+        Machine {
+            cpu_model,
+            cpus,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            os,
+            memory_bytes: parse_kib_field(&read("/proc/meminfo"), "MemTotal").unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parser_sums_utime_and_stime() {
+        let stat = "1234 (heavyread-read) S 1 1234 1234 0 -1 4194560 2000 0 0 0 \
+                    750 250 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat(stat), Some(("heavyread-read".to_owned(), 1000)));
+    }
+
+    #[test]
+    fn stat_parser_survives_spaces_and_parens_in_the_name() {
+        let stat = "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 1 1 1";
+        assert_eq!(parse_stat(stat), Some(("a (b) c".to_owned(), 7)));
+    }
+
+    #[test]
+    fn stat_parser_rejects_truncated_lines() {
+        assert_eq!(parse_stat("7 (x) R 1 2 3"), None);
+        assert_eq!(parse_stat(""), None);
+        assert_eq!(parse_stat("7 (x) R 1 7 7 0 -1 0 0 0 0 0 u s"), None);
+    }
+
+    #[test]
+    fn kib_fields_become_bytes() {
+        let status = "Name:\treader\nVmPeak:\t  200 kB\nVmRSS:\t   12345 kB\nThreads:\t4\n";
+        assert_eq!(parse_kib_field(status, "VmRSS"), Some(12345 * 1024));
+        assert_eq!(parse_kib_field(status, "VmHWM"), None);
+        assert_eq!(
+            parse_kib_field("MemTotal:   1024 kB", "MemTotal"),
+            Some(1 << 20)
+        );
+        assert_eq!(parse_kib_field("VmRSSX: 5 kB", "VmRSS"), None);
+    }
+
+    #[test]
+    fn own_process_is_measurable() {
+        let me = std::process::id();
+        assert!(rss_bytes(me).unwrap() > 0);
+        let (_, secs) = cpu_secs(me).unwrap();
+        assert!(secs >= 0.0);
+        let m = CpuMeter::start(&[me]).unwrap();
+        let (cpu, wall) = m.stop().unwrap();
+        assert_eq!(cpu[0].pid, me);
+        assert!(wall >= 0.0);
+    }
+}

@@ -1,0 +1,391 @@
+//! `propagation`: writes at a fixed rate through the writer's `POST /create`
+//! and, for every write, measures the time from its `201` to the moment
+//! each reader serves the new ETag.
+//!
+//! Each write updates one of `ids` posts with a new body (so a new ETag).
+//! Once the 201 is read, one poller per reader sends `GET /post?id=` with
+//! `If-None-Match: <new etag>` on a kept-alive connection, back to back,
+//! until the reader answers 304 (or 200 with that ETag). The time recorded
+//! is from the 201 to that answer, so it includes one poll round trip: the
+//! run also measures that round trip alone (`poll_rtt`), the floor of what
+//! it can show. "All readers" is, per write, the time until the last of
+//! them serves it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::client::{get, post_head, Conn};
+use crate::data::post_json;
+use crate::stats::{histogram, Summary};
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct PropagationOptions {
+    /// The writer.
+    pub writer: SocketAddr,
+    /// The readers polled.
+    pub readers: Vec<SocketAddr>,
+    /// Writes per second.
+    pub rate: u64,
+    /// Seconds of writing.
+    pub secs: f64,
+    /// Distinct ids written (`{id_prefix}{n}`), in turn.
+    pub ids: u64,
+    /// Mean body size.
+    pub body_len: usize,
+    /// A reader not serving a write after this long counts as a timeout.
+    pub timeout: Duration,
+    /// Id prefix.
+    pub id_prefix: String,
+    /// Bearer token of the writer.
+    pub token: Option<String>,
+    /// Connections opened to each server before the run.
+    pub prewarm: usize,
+    /// Track every k-th write (1: every write). Polling costs CPU on the
+    /// same machine, so at high rates on few cores a sample is tracked
+    /// while every write still goes through the writer.
+    pub track_every: u64,
+}
+
+/// Latency to one reader (or to all).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReaderLatency {
+    /// `reader-1`, ..., or `all readers`.
+    pub label: String,
+    /// Where it listens (empty for all).
+    pub addr: String,
+    /// Writes not served within the timeout.
+    pub timeouts: u64,
+    /// Time from the 201 to serving the new ETag.
+    pub latency: Summary,
+}
+
+/// One propagation run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PropagationResult {
+    /// Writes per second asked for.
+    pub rate: u64,
+    /// Writes acknowledged with 201.
+    pub writes: u64,
+    /// Every k-th write was tracked to the readers.
+    pub track_every: u64,
+    /// Writes that failed (not 201, or a broken connection).
+    pub failed: u64,
+    /// Acknowledged writes per second, first send to last 201.
+    pub achieved_rate: f64,
+    /// Polls sent.
+    pub polls: u64,
+    /// Per reader.
+    pub readers: Vec<ReaderLatency>,
+    /// Until the last reader serves the write.
+    pub all: ReaderLatency,
+    /// The writer's `/create` latency (send to 201).
+    pub create: Summary,
+    /// Round trip of one poll answered 304, measured alone before the run.
+    pub poll_rtt: Summary,
+}
+
+/// Idle keep-alive connections to one server.
+struct Pool {
+    addr: SocketAddr,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Pool {
+    async fn new(addr: SocketAddr, prewarm: usize) -> Result<Pool> {
+        let mut idle = Vec::with_capacity(prewarm);
+        for _ in 0..prewarm {
+            idle.push(Conn::connect(addr).await?);
+        }
+        Ok(Pool {
+            addr,
+            idle: Mutex::new(idle),
+        })
+    }
+
+    async fn take(&self) -> Result<Conn> {
+        let c = self
+            .idle
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .pop();
+        match c {
+            Some(c) => Ok(c),
+            None => Conn::connect(self.addr).await,
+        }
+    }
+
+    fn give(&self, c: Conn) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(c);
+        }
+    }
+}
+
+struct Shared {
+    opts: PropagationOptions,
+    writer: Pool,
+    readers: Vec<Pool>,
+    /// Added to the body seed, so each run writes new bodies.
+    run_seed: u64,
+}
+
+/// What one write observed.
+struct Outcome {
+    create_ns: u64,
+    /// Per reader: time to serve, or None on timeout.
+    seen: Vec<Option<u64>>,
+    polls: u64,
+    acked_at: Instant,
+}
+
+/// Nanoseconds since the epoch, so two runs never write the same bodies.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn ns(d: Duration) -> u64 {
+    (d.as_nanos() as u64).max(1)
+}
+
+async fn poll(
+    pool: &Pool,
+    id: &str,
+    etag: &str,
+    acked: Instant,
+    timeout: Duration,
+) -> Result<(Option<u64>, u64)> {
+    let req = get(&format!("/post?id={id}"), &[("If-None-Match", etag)]);
+    let mut conn = pool.take().await?;
+    let mut polls = 0;
+    loop {
+        let r = conn.exchange(&req, false).await?;
+        polls += 1;
+        if r.status == 304 || (r.status == 200 && r.etag.as_deref() == Some(etag)) {
+            let d = ns(acked.elapsed());
+            pool.give(conn);
+            return Ok((Some(d), polls));
+        }
+        if acked.elapsed() > timeout {
+            pool.give(conn);
+            return Ok((None, polls));
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
+    let o = &s.opts;
+    let n = seq % o.ids;
+    let id = format!("{}{n}", o.id_prefix);
+    let body = post_json(&id, s.run_seed.wrapping_add(seq), o.body_len);
+    let mut req = post_head(
+        "/create",
+        "application/json",
+        body.len(),
+        o.token.as_deref(),
+    );
+    req.extend_from_slice(&body);
+    let mut conn = s.writer.take().await?;
+    let sent = Instant::now();
+    let resp = conn.exchange(&req, false).await?;
+    let acked = Instant::now();
+    s.writer.give(conn);
+    if resp.status != 201 {
+        bail!("/create answered {}", resp.status);
+    }
+    let etag = resp.etag.context("201 without an ETag")?;
+    if !track {
+        return Ok(Outcome {
+            create_ns: ns(acked - sent),
+            seen: Vec::new(),
+            polls: 0,
+            acked_at: acked,
+        });
+    }
+    let polls = futures_util::future::join_all(
+        s.readers
+            .iter()
+            .map(|p| poll(p, &id, &etag, acked, o.timeout)),
+    )
+    .await;
+    let mut seen = Vec::with_capacity(polls.len());
+    let mut total = 0;
+    for p in polls {
+        let (d, n) = p?;
+        seen.push(d);
+        total += n;
+    }
+    Ok(Outcome {
+        create_ns: ns(acked - sent),
+        seen,
+        polls: total,
+        acked_at: acked,
+    })
+}
+
+/// Round trip of a 304 poll on each reader, sequentially, `n` times each.
+async fn poll_rtt(readers: &[SocketAddr], id: &str, n: usize) -> Result<Summary> {
+    let mut h = histogram();
+    for &addr in readers {
+        let mut c = Conn::connect(addr).await?;
+        let first = c
+            .exchange(&get(&format!("/post?id={id}"), &[]), false)
+            .await?;
+        let Some(etag) = first.etag else {
+            bail!(
+                "reader {addr} answered {} without an ETag for {id}",
+                first.status
+            );
+        };
+        let req = get(&format!("/post?id={id}"), &[("If-None-Match", &etag)]);
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = c.exchange(&req, false).await?;
+            h.record(ns(t.elapsed()))?;
+            if r.status != 304 {
+                bail!(
+                    "reader {addr} answered {} to a matching If-None-Match",
+                    r.status
+                );
+            }
+        }
+    }
+    Ok(Summary::from_nanos(&h))
+}
+
+/// Runs writes at `opts.rate` for `opts.secs` and measures propagation.
+pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult> {
+    if opts.readers.is_empty() || opts.rate == 0 || opts.ids == 0 {
+        bail!("propagation needs readers, a rate and ids");
+    }
+    let mut readers = Vec::new();
+    for &r in &opts.readers {
+        readers.push(Pool::new(r, opts.prewarm).await?);
+    }
+    let shared = Arc::new(Shared {
+        opts: opts.clone(),
+        writer: Pool::new(opts.writer, opts.prewarm).await?,
+        readers,
+        run_seed: opts.rate.wrapping_mul(1_000_000_007) ^ clock_seed(),
+    });
+    // Write the first id and wait until every reader serves it, then
+    // measure the polling floor on it.
+    let first = one_write(shared.clone(), 0, true).await?;
+    if first.seen.iter().any(Option::is_none) {
+        bail!(
+            "a reader did not serve the first write within {:?}",
+            opts.timeout
+        );
+    }
+    let rtt = poll_rtt(&opts.readers, &format!("{}0", opts.id_prefix), 1000).await?;
+
+    let mut per_reader: Vec<Histogram<u64>> = opts.readers.iter().map(|_| histogram()).collect();
+    let mut timeouts = vec![0u64; opts.readers.len()];
+    let mut all = histogram();
+    let mut all_timeouts = 0u64;
+    let mut create = histogram();
+    let (mut writes, mut failed, mut polls) = (0u64, 0u64, 0u64);
+    let mut last_ack = Instant::now();
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut absorb = |r: Result<Result<Outcome>, tokio::task::JoinError>| -> Result<()> {
+        match r? {
+            Ok(o) => {
+                writes += 1;
+                polls += o.polls;
+                create.record(o.create_ns)?;
+                last_ack = last_ack.max(o.acked_at);
+                if o.seen.is_empty() {
+                    return Ok(());
+                }
+                let mut slowest = Some(0u64);
+                for (i, s) in o.seen.iter().enumerate() {
+                    match s {
+                        Some(d) => per_reader[i].record(*d)?,
+                        None => timeouts[i] += 1,
+                    }
+                    slowest = match (slowest, s) {
+                        (Some(a), Some(b)) => Some(a.max(*b)),
+                        _ => None,
+                    };
+                }
+                match slowest {
+                    Some(d) => all.record(d)?,
+                    None => all_timeouts += 1,
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+        Ok(())
+    };
+
+    // One tick per millisecond; each tick starts its share of writes
+    // without waiting for earlier ones, so a slow answer never delays the schedule.
+    let ticks = (opts.secs * 1000.0).round() as u64;
+    let mut interval = tokio::time::interval(Duration::from_millis(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut started = 0u64;
+    let start = Instant::now();
+    for t in 0..ticks {
+        interval.tick().await;
+        let due = opts.rate * (t + 1) / 1000;
+        while started < due {
+            started += 1;
+            let track = started.is_multiple_of(opts.track_every.max(1));
+            tasks.spawn(one_write(shared.clone(), started, track));
+        }
+        while let Some(r) = tasks.try_join_next() {
+            absorb(r)?;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        absorb(r)?;
+    }
+    if writes == 0 {
+        return Err(first_error.unwrap_or_else(|| anyhow::anyhow!("no write was acknowledged")))
+            .context("propagation run failed");
+    }
+    if let Some(e) = &first_error {
+        tracing::warn!(failed, error = %e, "some writes failed");
+    }
+    let elapsed = last_ack.saturating_duration_since(start).as_secs_f64();
+    let readers = opts
+        .readers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| ReaderLatency {
+            label: format!("reader-{}", i + 1),
+            addr: a.to_string(),
+            timeouts: timeouts[i],
+            latency: Summary::from_nanos(&per_reader[i]),
+        })
+        .collect();
+    Ok(PropagationResult {
+        rate: opts.rate,
+        writes,
+        track_every: opts.track_every.max(1),
+        failed,
+        achieved_rate: writes as f64 / elapsed.max(1e-9),
+        polls,
+        readers,
+        all: ReaderLatency {
+            label: "all readers".into(),
+            addr: String::new(),
+            timeouts: all_timeouts,
+            latency: Summary::from_nanos(&all),
+        },
+        create: Summary::from_nanos(&create),
+        poll_rtt: rtt,
+    })
+}

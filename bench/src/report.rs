@@ -1,0 +1,935 @@
+//! `report`: turns a folder of result files into `benchmark-report.md`
+//! with SVG plots, and `report --check` fails when a step produced no
+//! numbers (the smoke run's assertion).
+//!
+//! Result files (written by the steps of `run_benchmark.sh`):
+//! `run.json` (machine, versions, commit), `settings.txt` (`KEY=VALUE`),
+//! `seed.json`, `export.json`, `read-{reader,nginx,axum}-{1,2}.json`,
+//! `pipe-{reader,nginx,axum}.json`, `reval-reader.json`,
+//! `bandwidth-{0,80}.json`, `propagation-<rate>.json`, `memory.json`,
+//! `coldstart.json`, `writes.json`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::bandwidth::BandwidthResult;
+use crate::coldstart::ColdstartResult;
+use crate::memory::MemoryResult;
+use crate::plot::{percentile_curves, Series};
+use crate::procfs::Machine;
+use crate::propagation::{PropagationResult, ReaderLatency};
+use crate::results::read;
+use crate::seed::SeedResult;
+use crate::stats::{fmt_bytes, fmt_count, fmt_ratio, fmt_us, Summary};
+use crate::writes::{Throughput, WritesResult};
+use crate::wrk::WrkResult;
+
+/// Where and with what a run was made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// The machine.
+    pub machine: Machine,
+    /// UTC date and time of the run.
+    pub date: String,
+    /// `git rev-parse HEAD`.
+    pub commit: String,
+    /// True when the work tree had uncommitted changes.
+    pub dirty: bool,
+    /// `rustc --version`.
+    pub rustc: String,
+    /// `redis-server --version`.
+    pub redis: String,
+    /// `nginx -v`.
+    pub nginx: String,
+    /// `wrk -v`, first line.
+    pub wrk: String,
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+impl RunInfo {
+    /// Reads the machine facts and tool versions now.
+    pub fn capture() -> Self {
+        RunInfo {
+            machine: Machine::detect(),
+            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            commit: first_line("git", &["rev-parse", "HEAD"]),
+            dirty: !first_line("git", &["status", "--porcelain", "--untracked-files=no"])
+                .is_empty(),
+            rustc: first_line("rustc", &["--version"]),
+            redis: first_line("redis-server", &["--version"]),
+            nginx: first_line("nginx", &["-v"]),
+            wrk: first_line("wrk", &["-v"]),
+        }
+    }
+}
+
+/// Everything a results folder holds.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// Machine and versions.
+    pub run: Option<RunInfo>,
+    /// `KEY=VALUE` settings of the run.
+    pub settings: Vec<(String, String)>,
+    /// Seeding of the read set.
+    pub seed: Option<SeedResult>,
+    /// wrk runs by file stem.
+    pub wrk: Vec<(String, WrkResult)>,
+    /// Bandwidth at 0% and 80% revalidations.
+    pub bandwidth: Vec<BandwidthResult>,
+    /// Propagation runs, by rate.
+    pub propagation: Vec<PropagationResult>,
+    /// Memory at the large size.
+    pub memory: Option<MemoryResult>,
+    /// Cold start at the large size.
+    pub coldstart: Option<ColdstartResult>,
+    /// Writer throughput.
+    pub writes: Option<WritesResult>,
+}
+
+/// The wrk runs the suite makes, in report order.
+pub const WRK_RUNS: &[&str] = &[
+    "read-reader-1",
+    "read-nginx-1",
+    "read-axum-1",
+    "read-reader-2",
+    "read-nginx-2",
+    "read-axum-2",
+    "pipe-reader",
+    "pipe-nginx",
+    "pipe-axum",
+    "reval-reader",
+];
+
+/// `KEY=VALUE` lines; `#` comments and blank lines skipped.
+pub fn parse_settings(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+impl Results {
+    /// Reads every known result file of `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut r = Results {
+            run: read(&dir.join("run.json"))?,
+            settings: std::fs::read_to_string(dir.join("settings.txt"))
+                .map(|t| parse_settings(&t))
+                .unwrap_or_default(),
+            seed: read(&dir.join("seed.json"))?,
+            memory: read(&dir.join("memory.json"))?,
+            coldstart: read(&dir.join("coldstart.json"))?,
+            writes: read(&dir.join("writes.json"))?,
+            ..Results::default()
+        };
+        for name in WRK_RUNS {
+            if let Some(w) = read::<WrkResult>(&dir.join(format!("{name}.json")))? {
+                r.wrk.push((name.to_string(), w));
+            }
+        }
+        for share in ["0", "80"] {
+            if let Some(b) = read(&dir.join(format!("bandwidth-{share}.json")))? {
+                r.bandwidth.push(b);
+            }
+        }
+        let mut props: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("read {}", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("propagation-") && n.ends_with(".json"))
+            })
+            .collect();
+        props.sort();
+        for p in props {
+            if let Some(x) = read::<PropagationResult>(&p)? {
+                r.propagation.push(x);
+            }
+        }
+        r.propagation.sort_by_key(|p| p.rate);
+        Ok(r)
+    }
+
+    fn wrk(&self, name: &str) -> Option<&WrkResult> {
+        self.wrk.iter().find(|(n, _)| n == name).map(|(_, w)| w)
+    }
+
+    /// What is missing or empty: one line per problem; empty when every
+    /// step produced numbers.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut need = |ok: bool, what: &str| {
+            if !ok {
+                p.push(what.to_owned());
+            }
+        };
+        need(self.run.is_some(), "run.json (machine facts) missing");
+        need(
+            self.seed
+                .as_ref()
+                .is_some_and(|s| s.posts > 0 && s.body_bytes > 0),
+            "seed: no posts",
+        );
+        for name in WRK_RUNS {
+            match self.wrk(name) {
+                None => need(false, &format!("{name}: missing")),
+                Some(w) => {
+                    need(w.req_per_sec > 0.0, &format!("{name}: no req/s"));
+                    // wrk's percentiles are not usable with pipelining (see the caveats).
+                    if w.pipeline <= 1 {
+                        need(w.latency.has_numbers(), &format!("{name}: no latency"));
+                    }
+                    need(
+                        w.cpu_us_per_req > 0.0,
+                        &format!("{name}: no CPU per request"),
+                    );
+                    need(
+                        w.errors.total() == 0,
+                        &format!("{name}: {} errors", w.errors.total()),
+                    );
+                }
+            }
+        }
+        need(self.bandwidth.len() == 2, "bandwidth: missing a run");
+        for b in &self.bandwidth {
+            need(
+                b.bytes_received > 0 && b.ok_bytes > 0 && b.not_modified_bytes > 0,
+                &format!("bandwidth {}%: no bytes", b.share * 100.0),
+            );
+            need(
+                b.other == 0,
+                &format!("bandwidth {}%: {} bad answers", b.share * 100.0, b.other),
+            );
+        }
+        need(!self.propagation.is_empty(), "propagation: missing");
+        for x in &self.propagation {
+            need(
+                x.all.latency.has_numbers() && x.readers.iter().all(|r| r.latency.has_numbers()),
+                &format!("propagation {}/s: no latency", x.rate),
+            );
+        }
+        need(
+            self.memory
+                .as_ref()
+                .is_some_and(|m| m.rss_after > 0 && m.body_bytes > 0),
+            "memory: missing",
+        );
+        need(
+            self.coldstart
+                .as_ref()
+                .is_some_and(|c| !c.runs.is_empty() && c.median_secs > 0.0),
+            "coldstart: missing",
+        );
+        need(
+            self.writes
+                .as_ref()
+                .is_some_and(|w| w.create.per_sec > 0.0 && w.bulk.per_sec > 0.0),
+            "writes: missing",
+        );
+        p
+    }
+}
+
+/// `x` = how many times better the reader is (above 1) or worse (below 1),
+/// in words: `2.40× better`, `1.23× worse`.
+pub fn advantage(x: f64) -> String {
+    if !x.is_finite() || x <= 0.0 {
+        "–".into()
+    } else if x >= 1.0 {
+        format!("{} better", fmt_ratio(x))
+    } else {
+        format!("{} worse", fmt_ratio(1.0 / x))
+    }
+}
+
+fn setting<'a>(r: &'a Results, key: &str) -> &'a str {
+    r.settings
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or("?", |(_, v)| v.as_str())
+}
+
+/// A read table: one row per run, ratios against the first (the reader).
+fn read_table(out: &mut String, rows: &[(&str, Option<&WrkResult>)]) {
+    let base = rows.first().and_then(|(_, w)| *w);
+    out.push_str(
+        "| server | req/s | p50 | p99 | p99.9 | max | server CPU µs/req | errors | reader req/s ÷ this | this CPU/req ÷ reader |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, w) in rows {
+        let Some(w) = w else {
+            let _ = writeln!(out, "| {name} | not measured | | | | | | | | |");
+            continue;
+        };
+        let (speed, cost) = match base {
+            Some(b) => (
+                fmt_ratio(b.req_per_sec / w.req_per_sec),
+                fmt_ratio(w.cpu_us_per_req / b.cpu_us_per_req),
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {name}<br><small>{}</small> | {} | {} | {} | {} | {} | {:.2} | {} | {speed} | {cost} |",
+            w.server,
+            fmt_count(w.req_per_sec),
+            fmt_us(w.latency.p50),
+            fmt_us(w.latency.p99),
+            fmt_us(w.latency.p999),
+            fmt_us(w.latency.max),
+            w.cpu_us_per_req,
+            w.errors.total(),
+        );
+    }
+}
+
+/// A pipelined table: throughput and CPU only, ratios against the first row.
+fn pipe_table(out: &mut String, rows: &[(&str, Option<&WrkResult>)]) {
+    let base = rows.first().and_then(|(_, w)| *w);
+    out.push_str(
+        "| server | req/s | server CPU µs/req | errors | reader req/s ÷ this | this CPU/req ÷ reader |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, w) in rows {
+        let Some(w) = w else {
+            let _ = writeln!(out, "| {name} | not measured | | | | |");
+            continue;
+        };
+        let (speed, cost) = match base {
+            Some(b) => (
+                fmt_ratio(b.req_per_sec / w.req_per_sec),
+                fmt_ratio(w.cpu_us_per_req / b.cpu_us_per_req),
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {name}<br><small>{}</small> | {} | {:.2} | {} | {speed} | {cost} |",
+            w.server,
+            fmt_count(w.req_per_sec),
+            w.cpu_us_per_req,
+            w.errors.total(),
+        );
+    }
+}
+
+/// CPU per request by process name (nginx's master and workers summed).
+fn cpu_breakdown(w: &WrkResult) -> String {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    for c in &w.server_cpu {
+        match by_name.iter_mut().find(|(n, _)| *n == c.name) {
+            Some((_, secs)) => *secs += c.cpu_secs,
+            None => by_name.push((c.name.clone(), c.cpu_secs)),
+        }
+    }
+    by_name
+        .iter()
+        .map(|(name, secs)| format!("{name} {:.2} µs", secs * 1e6 / w.requests.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn latency_row(out: &mut String, r: &ReaderLatency) {
+    let s: &Summary = &r.latency;
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        r.label,
+        fmt_count(s.count as f64),
+        r.timeouts,
+        fmt_us(s.p50),
+        fmt_us(s.p90),
+        fmt_us(s.p99),
+        fmt_us(s.p999),
+        fmt_us(s.max),
+    );
+}
+
+fn throughput_row(out: &mut String, name: &str, t: &Throughput, latency: bool) {
+    let cpu = t
+        .cpu
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {:.1}",
+                c.name,
+                c.cpu_secs * 1e6 / t.writes.max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lat = if latency {
+        format!(
+            "{} / {} / {}",
+            fmt_us(t.latency.p50),
+            fmt_us(t.latency.p99),
+            fmt_us(t.latency.p999)
+        )
+    } else {
+        "–".into()
+    };
+    let _ = writeln!(
+        out,
+        "| {name} | {} | {} | {:.1}s | {} | {lat} | {:.1} ({cpu}) |",
+        fmt_count(t.per_sec),
+        fmt_count(t.writes as f64),
+        t.secs,
+        t.errors,
+        t.cpu_us_per_write,
+    );
+}
+
+/// Writes the plots into `plots_dir` and returns the markdown, which links
+/// them as `plots_rel/<name>.svg`.
+pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> {
+    std::fs::create_dir_all(plots_dir)?;
+    let mut o = String::new();
+    let run = r.run.clone().unwrap_or_default();
+    let m = &run.machine;
+    let _ = writeln!(o, "# heavyread benchmark report\n");
+    let _ = writeln!(
+        o,
+        "Written by `make bench` (`bench/run_benchmark.sh`) on {}, at commit `{}`{}. \
+         Every figure comes from that one run on the machine below, and every \
+         baseline was measured in the same run, under the same load settings. \
+         Raw results are in `{}`; `heavyread-bench report` rebuilds this page from them.\n",
+        run.date,
+        run.commit.get(..12).unwrap_or(&run.commit),
+        if run.dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        },
+        setting(r, "RESULTS"),
+    );
+
+    // Headline.
+    o.push_str("## Headline\n\n");
+    o.push_str(
+        "| measurement | reader | nginx (static files) | axum + Redis | reader vs nginx | reader vs axum + Redis |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    let (rd, ng, ax) = (
+        r.wrk("read-reader-1"),
+        r.wrk("read-nginx-1"),
+        r.wrk("read-axum-1"),
+    );
+    let cell = |w: Option<&WrkResult>, g: &dyn Fn(&WrkResult) -> String| w.map_or("–".into(), g);
+    // `better(reader, baseline)` where a higher figure is better for the reader.
+    let vs = |reader: Option<&WrkResult>,
+              base: Option<&WrkResult>,
+              figure: &dyn Fn(&WrkResult) -> f64,
+              higher_is_better: bool| match (reader, base) {
+        (Some(a), Some(b)) => {
+            let x = if higher_is_better {
+                figure(a) / figure(b)
+            } else {
+                figure(b) / figure(a)
+            };
+            advantage(x)
+        }
+        _ => "–".into(),
+    };
+    let rps = |w: &WrkResult| w.req_per_sec;
+    let cpu = |w: &WrkResult| w.cpu_us_per_req;
+    let p99 = |w: &WrkResult| w.latency.p99;
+    let _ = writeln!(
+        o,
+        "| req/s, 1 core, {} connections | {} | {} | {} | {} | {} |",
+        setting(r, "CONNECTIONS"),
+        cell(rd, &|w| fmt_count(w.req_per_sec)),
+        cell(ng, &|w| fmt_count(w.req_per_sec)),
+        cell(ax, &|w| fmt_count(w.req_per_sec)),
+        vs(rd, ng, &rps, true),
+        vs(rd, ax, &rps, true),
+    );
+    let _ = writeln!(
+        o,
+        "| server CPU per request | {} | {} | {} | {} | {} |",
+        cell(rd, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
+        cell(ng, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
+        cell(ax, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
+        vs(rd, ng, &cpu, false),
+        vs(rd, ax, &cpu, false),
+    );
+    let _ = writeln!(
+        o,
+        "| p99 latency, 1 core | {} | {} | {} | {} | {} |",
+        cell(rd, &|w| fmt_us(w.latency.p99)),
+        cell(ng, &|w| fmt_us(w.latency.p99)),
+        cell(ax, &|w| fmt_us(w.latency.p99)),
+        vs(rd, ng, &p99, false),
+        vs(rd, ax, &p99, false),
+    );
+    o.push('\n');
+    if let Some(p) = r.propagation.first() {
+        let _ = writeln!(
+            o,
+            "- Propagation at {} writes/s: p50 {}, p99 {}, p99.9 {} from the writer's 201 until all {} readers serve the new ETag (one poll round trip, p50 {}, included).",
+            fmt_count(p.rate as f64),
+            fmt_us(p.all.latency.p50),
+            fmt_us(p.all.latency.p99),
+            fmt_us(p.all.latency.p999),
+            p.readers.len(),
+            fmt_us(p.poll_rtt.p50),
+        );
+    }
+    if let Some(mem) = &r.memory {
+        let _ = writeln!(
+            o,
+            "- Memory: {} posts ({} of bodies) take a reader to {} RSS, {:.2}× the body bytes.",
+            fmt_count(mem.posts as f64),
+            fmt_bytes(mem.body_bytes as f64),
+            fmt_bytes(mem.rss_after as f64),
+            mem.rss_ratio(),
+        );
+    }
+    if let Some(c) = &r.coldstart {
+        let _ = writeln!(
+            o,
+            "- Cold start: {} from process start to `/ready` with {} posts in Redis (median of {}).",
+            fmt_us(c.median_secs * 1e6),
+            fmt_count(c.posts as f64),
+            c.runs.len()
+        );
+    }
+    if let Some(w) = &r.writes {
+        let _ = writeln!(
+            o,
+            "- Writer: {} creates/s through `/create` ({} clients, p99 {}), {} posts/s through `/bulk`.",
+            fmt_count(w.create.per_sec),
+            w.clients,
+            fmt_us(w.create.latency.p99),
+            fmt_count(w.bulk.per_sec),
+        );
+    }
+    o.push('\n');
+
+    // Machine and settings.
+    o.push_str("## Machine and settings\n\n| | |\n|---|---|\n");
+    for (k, v) in [
+        ("CPU", m.cpu_model.clone()),
+        ("logical CPUs", m.cpus.to_string()),
+        ("memory", fmt_bytes(m.memory_bytes as f64)),
+        ("kernel", m.kernel.clone()),
+        ("OS", m.os.clone()),
+        (
+            "commit",
+            format!(
+                "`{}`{}",
+                run.commit,
+                if run.dirty { " (dirty)" } else { "" }
+            ),
+        ),
+        ("rustc", run.rustc.clone()),
+        ("redis", run.redis.clone()),
+        ("nginx", run.nginx.clone()),
+        ("wrk", run.wrk.clone()),
+    ] {
+        let _ = writeln!(o, "| {k} | {v} |");
+    }
+    o.push_str("\n| setting | value |\n|---|---|\n");
+    for (k, v) in &r.settings {
+        let _ = writeln!(o, "| `{k}` | {v} |");
+    }
+    o.push_str(
+        "\n### Caveats\n\n\
+         - One machine: the load generator, the servers and Redis share its CPUs and talk over \
+           loopback. With 2 CPUs the server is pinned to CPU 0 and wrk to CPU 1, so req/s is \
+           bounded by the slower of the two; **server CPU time per request** (utime + stime of \
+           the server processes from `/proc/<pid>/stat`, 10 ms ticks, divided by the responses \
+           wrk counted) does not depend on how fast the load generator is, and is the fairer \
+           comparison.\n\
+         - wrk is a closed loop (each connection sends its next request when the answer \
+           arrived); it then applies its own coarse coordinated-omission correction (synthetic \
+           samples for requests slower than twice the mean interval). With pipelining that \
+           correction puts samples below wrk's recorded minimum and its percentiles come out \
+           as 0, so the pipelined runs report throughput and CPU only.\n\
+         - The axum + Redis baseline's CPU includes redis-server's (both pinned to CPU 0): \
+           that is what serving a read costs in that design.\n\
+         - nginx serves the same bytes from static files (exported from Redis), with \
+           `open_file_cache`, keep-alive, access log off and one worker pinned to CPU 0; its \
+           ETags are nginx's own (mtime-size), so revalidation is measured on the reader only.\n\
+         - Propagation is measured by a client on the same CPUs as the writer, Redis and \
+           the three readers; each sample includes one poll round trip (reported as `poll RTT`). \
+           Tight polling costs CPU there too, so above `PROP_TRACK_RATE` writes/s only a sample \
+           of the writes is tracked, while every write still goes through the writer and \
+           reaches the readers.\n\
+         - Each wrk run is preceded by an unmeasured warm-up of the same settings.\n\n",
+    );
+
+    // 1. Reads.
+    o.push_str("## 1–2. Read throughput and latency, with baselines\n\n");
+    let _ = writeln!(
+        o,
+        "`GET /post?id=` over {} seeded posts, uniformly random ids (`wrk/random.lua`), \
+         keep-alive. Server pinned to CPU 0, wrk (1 thread) pinned to CPU 1.\n",
+        setting(r, "N"),
+    );
+    read_table(
+        &mut o,
+        &[
+            ("reader", r.wrk("read-reader-1")),
+            ("nginx", r.wrk("read-nginx-1")),
+            ("axum + Redis", r.wrk("read-axum-1")),
+        ],
+    );
+    o.push('\n');
+    for (n, label) in [
+        (
+            "read-axum-1",
+            "axum + Redis (`heavyread-bench` is the axum service)",
+        ),
+        ("read-nginx-1", "nginx (master and worker)"),
+    ] {
+        if let Some(w) = r.wrk(n) {
+            let _ = writeln!(
+                o,
+                "- {label} CPU per request by process: {}.",
+                cpu_breakdown(w)
+            );
+        }
+    }
+    let curves: Vec<(String, &WrkResult)> = [
+        ("reader", "read-reader-1"),
+        ("nginx", "read-nginx-1"),
+        ("axum + Redis", "read-axum-1"),
+    ]
+    .iter()
+    .filter_map(|(l, n)| r.wrk(n).map(|w| (l.to_string(), w)))
+    .collect();
+    if !curves.is_empty() {
+        let series: Vec<Series<'_>> = curves
+            .iter()
+            .map(|(l, w)| Series {
+                label: l.clone(),
+                points: &w.latency.curve,
+            })
+            .collect();
+        percentile_curves(
+            &plots_dir.join("latency-1core.svg"),
+            "GET /post latency, 1 core, 64 connections",
+            &series,
+        )?;
+        let _ = writeln!(
+            o,
+            "\n[![read latency percentiles, 1 core]({plots_rel}/latency-1core.svg)]({plots_rel}/latency-1core.svg)\n"
+        );
+    }
+    o.push_str("\n### Both CPUs, unpinned\n\nReader with 2 executors, nginx with 2 workers, axum with 2 worker threads; wrk with 2 threads, unpinned.\n\n");
+    read_table(
+        &mut o,
+        &[
+            ("reader", r.wrk("read-reader-2")),
+            ("nginx", r.wrk("read-nginx-2")),
+            ("axum + Redis", r.wrk("read-axum-2")),
+        ],
+    );
+    let curves2: Vec<(String, &WrkResult)> = [
+        ("reader", "read-reader-2"),
+        ("nginx", "read-nginx-2"),
+        ("axum + Redis", "read-axum-2"),
+    ]
+    .iter()
+    .filter_map(|(l, n)| r.wrk(n).map(|w| (l.to_string(), w)))
+    .collect();
+    if !curves2.is_empty() {
+        let series: Vec<Series<'_>> = curves2
+            .iter()
+            .map(|(l, w)| Series {
+                label: l.clone(),
+                points: &w.latency.curve,
+            })
+            .collect();
+        percentile_curves(
+            &plots_dir.join("latency-2core.svg"),
+            "GET /post latency, 2 cores unpinned, 64 connections",
+            &series,
+        )?;
+        let _ = writeln!(
+            o,
+            "\n[latency percentile curves, 2 cores]({plots_rel}/latency-2core.svg)\n"
+        );
+    }
+
+    // 3. Pipelining.
+    let _ = writeln!(
+        o,
+        "\n## 3. Pipelined reads (depth {})\n\n\
+         Each connection writes {} requests at once (`wrk/pipeline.lua`); same pinning as above. \
+         Throughput and CPU only: wrk's latency percentiles are not usable with pipelining \
+         (see the caveats).\n",
+        setting(r, "PIPELINE_DEPTH"),
+        setting(r, "PIPELINE_DEPTH")
+    );
+    pipe_table(
+        &mut o,
+        &[
+            ("reader", r.wrk("pipe-reader")),
+            ("nginx", r.wrk("pipe-nginx")),
+            ("axum + Redis", r.wrk("pipe-axum")),
+        ],
+    );
+
+    // 4. Propagation.
+    o.push_str(
+        "\n## 4. Propagation: writer's 201 → reader serves the new ETag\n\n\
+         Three readers with one executor each (reader *i* on CPU (*i*−1) mod CPUs), the writer \
+         and Redis unpinned. Each write updates one of 20,000 ids with a new body through \
+         `POST /create`; once its 201 is read, one poller per reader sends \
+         `GET /post?id=` with `If-None-Match: <new etag>` back to back on a kept-alive \
+         connection until the answer is 304. \"All readers\" is, per write, the time until \
+         the last of the three serves it.\n\n",
+    );
+    for p in &r.propagation {
+        let _ = writeln!(
+            o,
+            "### {} writes/s\n\n{} writes acknowledged ({} failed) at {} writes/s achieved; \
+             {}; {} polls; writer `/create` latency p50 {} / p99 {}; poll RTT alone p50 {} / p99 {}.\n",
+            fmt_count(p.rate as f64),
+            fmt_count(p.writes as f64),
+            p.failed,
+            fmt_count(p.achieved_rate),
+            if p.track_every <= 1 {
+                "every write tracked".to_owned()
+            } else {
+                format!(
+                    "every {}th write tracked to the readers (the rest load the path untracked)",
+                    p.track_every
+                )
+            },
+            fmt_count(p.polls as f64),
+            fmt_us(p.create.p50),
+            fmt_us(p.create.p99),
+            fmt_us(p.poll_rtt.p50),
+            fmt_us(p.poll_rtt.p99),
+        );
+        o.push_str("| reader | samples | timeouts | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for x in &p.readers {
+            latency_row(&mut o, x);
+        }
+        latency_row(&mut o, &p.all);
+        let mut series: Vec<Series<'_>> = p
+            .readers
+            .iter()
+            .map(|x| Series {
+                label: x.label.clone(),
+                points: &x.latency.curve,
+            })
+            .collect();
+        series.push(Series {
+            label: "all readers (last to serve)".into(),
+            points: &p.all.latency.curve,
+        });
+        let name = format!("propagation-{}.svg", p.rate);
+        percentile_curves(
+            &plots_dir.join(&name),
+            &format!("propagation at {} writes/s", fmt_count(p.rate as f64)),
+            &series,
+        )?;
+        let _ = writeln!(
+            o,
+            "\n[![propagation at {0} writes/s]({plots_rel}/{name})]({plots_rel}/{name})\n",
+            p.rate
+        );
+    }
+
+    // 5–6. Memory and cold start.
+    o.push_str("## 5. Memory per reader\n\n");
+    if let Some(mem) = &r.memory {
+        let _ = writeln!(
+            o,
+            "A reader (`{}`) started on an empty prefix; then {} posts went through the writer's \
+             `/bulk` ({} posts/s) and reached it over pub/sub (it held them all {} after \
+             the seed ended).\n\n\
+             | posts | body bytes | RSS before | RSS after | growth | RSS after ÷ body bytes | growth ÷ body bytes | store accounts for |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|\n\
+             | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |\n",
+            mem.reader_args.join(" "),
+            fmt_count(mem.posts as f64),
+            fmt_count(mem.seed.posts_per_sec),
+            fmt_us(mem.catch_up_secs * 1e6),
+            fmt_count(mem.posts as f64),
+            fmt_bytes(mem.body_bytes as f64),
+            fmt_bytes(mem.rss_before as f64),
+            fmt_bytes(mem.rss_after as f64),
+            fmt_bytes(mem.rss_after.saturating_sub(mem.rss_before) as f64),
+            mem.rss_ratio(),
+            mem.growth_ratio(),
+            fmt_bytes(mem.store_bytes as f64),
+        );
+    } else {
+        o.push_str("not measured\n\n");
+    }
+    o.push_str("## 6. Cold start\n\n");
+    if let Some(c) = &r.coldstart {
+        let _ = writeln!(
+            o,
+            "Time from spawning `heavyread-reader {}` to its first `200` on `/ready` \
+             (bootstrapped from Redis), with the posts already in Redis.\n\n\
+             | posts | runs | median | min | max | RSS when ready |\n|---:|---:|---:|---:|---:|---:|\n\
+             | {} | {} | {} | {} | {} | {} |\n",
+            c.reader_args.join(" "),
+            fmt_count(c.posts as f64),
+            c.runs.len(),
+            fmt_us(c.median_secs * 1e6),
+            fmt_us(c.min_secs * 1e6),
+            fmt_us(c.max_secs * 1e6),
+            fmt_bytes(c.rss_bytes as f64),
+        );
+    } else {
+        o.push_str("not measured\n\n");
+    }
+
+    // 7. Bandwidth.
+    o.push_str("## 7. Bandwidth with revalidations\n\n");
+    if !r.bandwidth.is_empty() {
+        o.push_str(
+            "The same number of requests to the reader, with none or 80% of them carrying the \
+             current ETag in `If-None-Match`; bytes counted at the client's socket.\n\n\
+             | revalidations | requests | 200 | 304 | bytes received | received per request | bytes sent | vs 0% |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let base = r
+            .bandwidth
+            .iter()
+            .find(|b| b.share == 0.0)
+            .map(|b| b.bytes_received);
+        for b in &r.bandwidth {
+            let _ = writeln!(
+                o,
+                "| {:.0}% | {} | {} | {} | {} | {:.0} B | {} | {} |",
+                b.share * 100.0,
+                fmt_count(b.requests as f64),
+                fmt_count(b.ok as f64),
+                fmt_count(b.not_modified as f64),
+                fmt_bytes(b.bytes_received as f64),
+                b.bytes_received as f64 / b.requests.max(1) as f64,
+                fmt_bytes(b.bytes_sent as f64),
+                base.map_or("–".into(), |x| format!(
+                    "{:.0}%",
+                    100.0 * b.bytes_received as f64 / x.max(1) as f64
+                )),
+            );
+        }
+        if let Some(b) = r.bandwidth.first() {
+            let _ = writeln!(
+                o,
+                "\nOne 304 answer is {} bytes on the wire; a 200 of the same post is {} bytes.",
+                b.not_modified_bytes, b.ok_bytes
+            );
+        }
+        if let Some(w) = r.wrk("reval-reader") {
+            let _ = writeln!(
+                o,
+                "Under wrk with {} (1 core, as in section 1): {} req/s, p99 {}, {:.2} µs CPU per request, {:.0} response bytes per request.",
+                w.env.iter().find(|e| e.starts_with("HR_REVALIDATE")).map_or("revalidations", String::as_str),
+                fmt_count(w.req_per_sec),
+                fmt_us(w.latency.p99),
+                w.cpu_us_per_req,
+                w.bytes_read as f64 / w.requests.max(1) as f64,
+            );
+        }
+        o.push('\n');
+    } else {
+        o.push_str("not measured\n\n");
+    }
+
+    // 8. Writer.
+    o.push_str("## 8. Writer\n\n");
+    if let Some(w) = &r.writes {
+        let _ = writeln!(
+            o,
+            "`POST /create` from {} concurrent keep-alive clients, each post a new id; then one \
+             `POST /bulk` of {} posts. CPU per write covers the writer and redis-server. No \
+             reader is subscribed during this step (the fan-out is measured in section 4).\n\n\
+             | route | writes/s | writes | time | errors | p50 / p99 / p99.9 | CPU µs per write (by process) |\n\
+             |---|---:|---:|---:|---:|---:|---|",
+            w.clients,
+            fmt_count(w.bulk_posts as f64)
+        );
+        throughput_row(&mut o, "/create", &w.create, true);
+        throughput_row(&mut o, "/bulk", &w.bulk, false);
+        o.push('\n');
+    } else {
+        o.push_str("not measured\n\n");
+    }
+    if let Some(s) = &r.seed {
+        let _ = writeln!(
+            o,
+            "Seeding the read set: {} posts ({} of bodies) through `/bulk` in {:.1} s ({} posts/s).\n",
+            fmt_count(s.posts as f64),
+            fmt_bytes(s.body_bytes as f64),
+            s.secs,
+            fmt_count(s.posts_per_sec),
+        );
+    }
+
+    o.push_str(
+        "## Reproduce\n\n```sh\nmake bench                      # this report (a few minutes)\n\
+         make bench-smoke                # every step at tiny sizes, asserts numbers (~1 minute)\n\
+         N=200000 BIG_N=2000000 DURATION=20 make bench   # other sizes\n```\n\n\
+         See `bench/run_benchmark.sh` for every setting.\n",
+    );
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advantages_read_in_the_readers_favour_or_not() {
+        assert_eq!(advantage(2.4), "2.40× better");
+        assert_eq!(advantage(1.0), "1.00× better");
+        assert_eq!(advantage(0.5), "2.00× worse");
+        assert_eq!(advantage(f64::NAN), "–");
+    }
+
+    #[test]
+    fn settings_lines_are_parsed() {
+        let s = parse_settings("# c\nN=100000\n\nDURATION = 10\nbad\n");
+        assert_eq!(
+            s,
+            vec![
+                ("N".to_owned(), "100000".to_owned()),
+                ("DURATION".to_owned(), "10".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_folder_has_every_problem_and_still_renders() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Results::load(dir.path()).unwrap();
+        let p = r.problems();
+        assert!(p.iter().any(|l| l.starts_with("read-reader-1")), "{p:?}");
+        assert!(p.iter().any(|l| l.starts_with("memory")), "{p:?}");
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(md.starts_with("# heavyread benchmark report"));
+    }
+}
