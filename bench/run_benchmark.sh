@@ -60,6 +60,9 @@ fi
 # nginx keeps one open file per cached post, and every server here one per
 # connection: raise the open-file limit (root may go past the hard limit).
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# Where the hard limit cannot be raised (a container without CAP_SYS_RESOURCE),
+# nginx's file cache must fit under it, with room for connections.
+NOFILE=$(ulimit -n)
 
 WORK=$(mktemp -d /tmp/heavyread-bench.XXXXXX)
 chmod 755 "$WORK"
@@ -172,14 +175,16 @@ nginx_start() {
     local name=$1 workers=$2 pinned=$3 dir=$WORK/$1 port
     port=$(free_port)
     mkdir -p "$dir/tmp"
-    local affinity="" user=""
+    local affinity="" user="" cache_max=$((N + 1000))
+    # Every cached file holds a descriptor: keep the cache under the limit.
+    [ "$cache_max" -gt $((NOFILE / 2)) ] && cache_max=$((NOFILE / 2))
     [ "$pinned" = yes ] && affinity="worker_cpu_affinity $((1 << SERVER_CPU));"
     [ "$(id -u)" = 0 ] && user="user $(id -un) $(id -gn);"
     cat >"$dir/nginx.conf" <<EOF
 # The static-file baseline: the same bodies as the readers, as files.
 $user
 worker_processes $workers;
-worker_rlimit_nofile $((N + 20000));
+worker_rlimit_nofile $NOFILE;
 $affinity
 daemon off;
 pid $dir/nginx.pid;
@@ -195,7 +200,7 @@ http {
     tcp_nodelay on;
     keepalive_timeout 75s;
     keepalive_requests 1000000000;
-    open_file_cache max=$((N + 1000)) inactive=600s;
+    open_file_cache max=$cache_max inactive=600s;
     open_file_cache_valid 600s;
     open_file_cache_min_uses 1;
     open_file_cache_errors on;

@@ -87,37 +87,49 @@ pub struct ProcessCpu {
 #[derive(Debug)]
 pub struct CpuMeter {
     start: Vec<(u32, String, f64)>,
+    /// The processes asked for; their children may vanish, these may not.
+    required: Vec<u32>,
     at: Instant,
 }
 
 impl CpuMeter {
     /// Reads the CPU time of `pids` and of their direct children now.
     pub fn start(pids: &[u32]) -> Result<Self> {
-        let mut all: Vec<u32> = Vec::new();
-        for &p in pids {
-            all.push(p);
-            all.extend(children(p));
-        }
-        all.sort_unstable();
-        all.dedup();
         let mut start = Vec::new();
-        for p in all {
+        for &p in pids {
             let (name, secs) = cpu_secs(p)?;
             start.push((p, name, secs));
         }
+        // Children come and go (Redis forks for AOF rewrites): one that is
+        // gone by the time it is read is skipped, not an error.
+        for &p in pids {
+            for c in children(p) {
+                if start.iter().any(|(q, _, _)| *q == c) {
+                    continue;
+                }
+                if let Ok((name, secs)) = cpu_secs(c) {
+                    start.push((c, name, secs));
+                }
+            }
+        }
         Ok(CpuMeter {
             start,
+            required: pids.to_vec(),
             at: Instant::now(),
         })
     }
 
     /// CPU seconds each process used since [`CpuMeter::start`], and the wall
-    /// seconds elapsed.
+    /// seconds elapsed. A child that exited meanwhile is left out.
     pub fn stop(&self) -> Result<(Vec<ProcessCpu>, f64)> {
         let wall = self.at.elapsed().as_secs_f64();
         let mut out = Vec::new();
         for (pid, name, before) in &self.start {
-            let (_, now) = cpu_secs(*pid)?;
+            let now = match cpu_secs(*pid) {
+                Ok((_, now)) => now,
+                Err(_) if !self.required.contains(pid) => continue,
+                Err(e) => return Err(e),
+            };
             out.push(ProcessCpu {
                 pid: *pid,
                 name: name.clone(),

@@ -573,7 +573,10 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
            that is what serving a read costs in that design.\n\
          - nginx serves the same bytes from static files (exported from Redis), with \
            `open_file_cache`, keep-alive, access log off and one worker pinned to CPU 0; its \
-           ETags are nginx's own (mtime-size), so revalidation is measured on the reader only.\n\
+           ETags are nginx's own (mtime-size), so revalidation is measured on the reader only. \
+           Each cached file holds a descriptor, so where the open-file limit cannot be raised \
+           (this sandbox's hard limit is 20,000) the cache is capped at half the limit and \
+           nginx opens the rest of the files per request.\n\
          - Propagation is measured by a client on the same CPUs as the writer, Redis and \
            the three readers; each sample includes one poll round trip (reported as `poll RTT`). \
            Tight polling costs CPU there too, so above `PROP_TRACK_RATE` writes/s only a sample \
