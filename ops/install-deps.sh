@@ -9,7 +9,7 @@ want() { # want <command> <debian package>
 }
 
 case "${1:-test}" in
-    test)  want redis-server redis-server; want promtool prometheus; want wrk wrk; want nginx nginx ;;
+    test)  want redis-server redis-server; want promtool prometheus; want wrk wrk; want nginx nginx; want ip iproute2 ;;
     demo)  want redis-server redis-server; want prometheus prometheus; want curl curl ;;
     bench) want redis-server redis-server; want wrk wrk; want nginx nginx; want curl curl ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
