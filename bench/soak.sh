@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# heavyread soak test (not a benchmark: it passes or fails).
+#
+# Starts a private local stack (its own redis-server on a free port, the
+# writer, one reader with one executor pinned to SERVER_CPU), seeds it,
+# measures the reader's maximum read rate with a short wrk run (or takes
+# --rate), then for the soak duration reads at READ_SHARE of that maximum
+# (wrk pinned to CLIENT_CPU) while writing WRITE_RATE posts/s through the
+# writer's /create. RSS and open descriptors of the reader and the writer are
+# sampled every SAMPLE_EVERY seconds; the first and the last minute are
+# compared.
+#
+#   bench/soak.sh                 10 minutes
+#   bench/soak.sh --minutes 30
+#   bench/soak.sh --seconds 60    the CI version
+#   bench/soak.sh --rate 50000    read at 50,000/s instead of measuring
+#
+# Fails (exit 1) on any error (a socket error, a timeout or a status >= 400,
+# on reads or writes), on a read or write rate more than RATE_SLACK_PCT under
+# its target, on a reader not converged to Redis at the end, or on growth
+# from the first to the last window beyond the tolerance:
+#   RSS:  last-window max <= first-window max * (1 + RSS_TOLERANCE_PCT/100) + RSS_TOLERANCE_KIB
+#   fds:  last-window max <= first-window max + FD_TOLERANCE
+# The windows are one minute each, or a third of the run when it is shorter
+# than three minutes. Sampling starts after WARMUP seconds of load.
+#
+# Settings (environment, defaults in brackets):
+#   N [20000]                 posts seeded; reads and writes pick ids among them
+#   BODY_LEN [350]            mean JSON body size of the seeded posts
+#   READ_SHARE [0.8]          share of the measured maximum read rate
+#   WRITE_RATE [1000]         writes/s through /create
+#   MEASURE_SECS [5]          seconds of the maximum-rate wrk run
+#   WARMUP [10; 5 with --seconds < 180]  unmeasured seconds of load first
+#   SAMPLE_EVERY [10]         seconds between RSS/descriptor samples
+#   RSS_TOLERANCE_PCT [10]  RSS_TOLERANCE_KIB [8192]  FD_TOLERANCE [8]
+#   RATE_SLACK_PCT [10]       allowed shortfall of the achieved rates
+#   SERVER_CPU [0] CLIENT_CPU [1]
+#   SKIP_BUILD=1              use the binaries already in target/release
+#   KEEP=1                    keep the work folder (logs, samples, wrk output)
+set -euo pipefail
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+SECS=600
+RATE=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --minutes) SECS=$(( ${2:?--minutes needs a number} * 60 )); shift 2 ;;
+        --seconds) SECS=${2:?--seconds needs a number}; shift 2 ;;
+        --rate) RATE=${2:?--rate needs a number}; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+case "$SECS" in ''|*[!0-9]*) echo "--seconds/--minutes must be a whole number" >&2; exit 2 ;; esac
+[ "$SECS" -ge 30 ] || { echo "a soak shorter than 30 s says nothing: use --seconds 30 or more" >&2; exit 2; }
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+: "${N:=20000}" "${BODY_LEN:=350}" "${READ_SHARE:=0.8}" "${WRITE_RATE:=1000}" "${MEASURE_SECS:=5}"
+: "${SAMPLE_EVERY:=10}" "${RSS_TOLERANCE_PCT:=10}" "${RSS_TOLERANCE_KIB:=8192}" "${FD_TOLERANCE:=8}"
+: "${RATE_SLACK_PCT:=10}" "${SERVER_CPU:=0}" "${CLIENT_CPU:=1}"
+if [ "$SECS" -lt 180 ]; then : "${WARMUP:=5}"; else : "${WARMUP:=10}"; fi
+WINDOW=$(( SECS < 180 ? SECS / 3 : 60 ))
+
+for tool in wrk redis-server redis-cli curl taskset awk; do
+    command -v "$tool" >/dev/null || { echo "soak: $tool is missing (ops/install-deps.sh bench installs it)" >&2; exit 2; }
+done
+NCPU=$(nproc)
+if [ "$NCPU" -lt 2 ]; then SERVER_CPU=0 CLIENT_CPU=0; fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+BIN=$ROOT/target/release
+BENCH=$BIN/heavyread-bench
+READER=$BIN/heavyread-reader
+WRITER=$BIN/heavyread-writer
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release --locked -p heavyread-reader -p heavyread-writer -p heavyread-bench
+fi
+
+WORK=$(mktemp -d /tmp/heavyread-soak.XXXXXX)
+LOGS=$WORK/logs
+mkdir -p "$LOGS"
+
+# ---- process bookkeeping (as in run_benchmark.sh): everything started here is stopped on exit
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local i p
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
+    for ((i = 0; i < 50; i++)); do
+        local alive=0
+        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    if [ "$rc" != 0 ] || [ "${KEEP:-0}" = 1 ]; then
+        echo "soak: logs, samples and wrk output kept in $WORK" >&2
+        if [ "$rc" != 0 ]; then
+            for f in "$LOGS"/*.log; do
+                [ -s "$f" ] && { echo "--- tail of $f" >&2; tail -n 15 "$f" >&2; }
+            done
+        fi
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: runs CMD in the background, logs to $LOGS/NAME.log, sets PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$LOGS/$name.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+}
+
+# wait_http URL [SECONDS]: until URL answers 2xx.
+wait_http() {
+    local url=$1 limit=${2:-60} t=0
+    until curl -sf -o /dev/null "$url"; do
+        sleep 0.05
+        t=$((t + 1))
+        [ "$t" -le $((limit * 20)) ] || { echo "soak: timed out waiting for $url" >&2; return 1; }
+    done
+}
+
+# calc EXPR: awk arithmetic (parenthesised: a bare `>` in printf would redirect).
+calc() { awk "BEGIN { printf \"%s\", ($*) }"; }
+
+# ---------------------------------------------------------------- stack
+echo "== soak: ${SECS}s at ${READ_SHARE} of the max read rate + ${WRITE_RATE} writes/s (work folder $WORK)"
+REDIS_PORT=$("$BENCH" free-port)
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+mkdir -p "$WORK/redis"
+start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
+    --save "" --appendonly yes --appendfsync everysec --daemonize no
+for _ in $(seq 200); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+redis-cli -p "$REDIS_PORT" ping >/dev/null
+
+WRITER_ADDR=127.0.0.1:$("$BENCH" free-port)
+start writer env RUST_LOG=warn HEAVYREAD_WRITER_LISTEN="$WRITER_ADDR" HEAVYREAD_REDIS_URL="$REDIS_URL" "$WRITER"
+WRITER_PID=$PID
+wait_http "http://$WRITER_ADDR/ready"
+"$BENCH" seed --writer "$WRITER_ADDR" --posts "$N" --body-len "$BODY_LEN" --no-progress >"$LOGS/seed.out"
+
+READER_ADDR=127.0.0.1:$("$BENCH" free-port)
+start reader env RUST_LOG=warn taskset -c "$SERVER_CPU" "$READER" --listen "$READER_ADDR" \
+    --redis-url "$REDIS_URL" --cores 1
+READER_PID=$PID
+wait_http "http://$READER_ADDR/ready" 120
+
+# ---------------------------------------------------------------- load scripts
+# Paced wrk scripts: every connection waits delay() ms after each answer;
+# a fractional HR_DELAY_MS is met on average (floor or ceil at random).
+cat >"$WORK/paced.lua" <<EOF
+dofile("$ROOT/bench/wrk/common.lua")
+local pause = tonumber(os.getenv("HR_DELAY_MS") or "0")
+function init(args)
+  hr.seed()
+end
+function delay()
+  local base = math.floor(pause)
+  if math.random() < pause - base then return base + 1 end
+  return base
+end
+EOF
+cat "$WORK/paced.lua" - >"$WORK/read.lua" <<'EOF'
+function request()
+  return wrk.format("GET", "/post?id=" .. hr.random_id())
+end
+EOF
+cat "$WORK/paced.lua" - >"$WORK/write.lua" <<'EOF'
+local n = 0
+local filler = string.rep("soak ", 60)
+function request()
+  n = n + 1
+  local id = hr.random_id()
+  local body = string.format(
+    '{"id":"%s","title":"soak %d","content":"%s%d","author":"soak"}', id, n, filler, n)
+  return wrk.format("POST", "/create", { ["Content-Type"] = "application/json" }, body)
+end
+EOF
+
+# wrk_paced OUT SECS CPU|"" SCRIPT CONNS DELAY_MS ADDR &: wrk in the background
+# (always call it with `&`: it execs, so $! is wrk itself), output to OUT.
+wrk_paced() {
+    local out=$1 secs=$2 cpu=$3 script=$4 conns=$5 pause=$6 addr=$7
+    local cmd=(wrk -t1 "-c$conns" "-d${secs}s" --timeout 2s -s "$script" "http://$addr/")
+    if [ -n "$cpu" ]; then cmd=(taskset -c "$cpu" "${cmd[@]}"); fi
+    HR_IDS=$N HR_DELAY_MS=$pause exec "${cmd[@]}" >"$out" 2>&1
+}
+
+# summary FILE: "requests seconds errors" from the HR_SUMMARY line.
+summary() {
+    awk '/^HR_SUMMARY/ {
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        found = 1
+    }
+    END {
+        if (!found) exit 1
+        printf "%d %.3f %d\n", v["requests"], v["duration_us"] / 1e6,
+            v["connect"] + v["read"] + v["write"] + v["status"] + v["timeout"]
+    }' "$1"
+}
+
+rate_of() {
+    local req secs _errors
+    read -r req secs _errors < <(summary "$1") || return 1
+    calc "$req / $secs"
+}
+
+# ---------------------------------------------------------------- maximum, then pacing
+if [ -z "$RATE" ]; then
+    wrk_paced "$WORK/max.out" "$MEASURE_SECS" "$CLIENT_CPU" "$ROOT/bench/wrk/random.lua" 64 0 "$READER_ADDR" &
+    wait $!
+    MAX=$(rate_of "$WORK/max.out") || { cat "$WORK/max.out" >&2; exit 1; }
+    READ_TARGET=$(calc "int($MAX * $READ_SHARE)")
+    echo "maximum read rate: $(calc "int($MAX)")/s (wrk, 64 connections, ${MEASURE_SECS}s, reader on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU)"
+else
+    READ_TARGET=$RATE
+fi
+# Connections: reads ~1.5 ms per request cycle at the target, writes 8 connections.
+R_CONNS=$(calc "int($READ_TARGET * 1.5 / 1000) + 8")
+W_CONNS=8
+R_LAT=0.15 W_LAT=0.5
+R_DELAY=$(calc "($R_CONNS * 1000 / $READ_TARGET - $R_LAT > 0) ? $R_CONNS * 1000 / $READ_TARGET - $R_LAT : 0")
+W_DELAY=$(calc "($W_CONNS * 1000 / $WRITE_RATE - $W_LAT > 0) ? $W_CONNS * 1000 / $WRITE_RATE - $W_LAT : 0")
+# Three short runs of both loads together correct the delays for the real latency.
+for round in 1 2 3; do
+    wrk_paced "$WORK/cal-read-$round.out" 3 "$CLIENT_CPU" "$WORK/read.lua" "$R_CONNS" "$R_DELAY" "$READER_ADDR" &
+    RP=$!
+    wrk_paced "$WORK/cal-write-$round.out" 3 "" "$WORK/write.lua" "$W_CONNS" "$W_DELAY" "$WRITER_ADDR" &
+    wait $!
+    wait "$RP"
+    R_GOT=$(rate_of "$WORK/cal-read-$round.out") || { cat "$WORK/cal-read-$round.out" >&2; exit 1; }
+    W_GOT=$(rate_of "$WORK/cal-write-$round.out") || { cat "$WORK/cal-write-$round.out" >&2; exit 1; }
+    printf 'pacing %d: reads %s/s (target %s, %s conns, delay %.3f ms), writes %s/s (target %s, delay %.3f ms)\n' \
+        "$round" "$(calc "int($R_GOT)")" "$READ_TARGET" "$R_CONNS" "$R_DELAY" "$(calc "int($W_GOT)")" "$WRITE_RATE" "$W_DELAY"
+    # cycle = conns / rate = delay + latency: solve for the latency, then the delay.
+    R_LAT=$(calc "($R_CONNS * 1000 / $R_GOT - $R_DELAY > 0) ? $R_CONNS * 1000 / $R_GOT - $R_DELAY : 0")
+    W_LAT=$(calc "($W_CONNS * 1000 / $W_GOT - $W_DELAY > 0) ? $W_CONNS * 1000 / $W_GOT - $W_DELAY : 0")
+    R_DELAY=$(calc "($R_CONNS * 1000 / $READ_TARGET - $R_LAT > 0) ? $R_CONNS * 1000 / $READ_TARGET - $R_LAT : 0")
+    W_DELAY=$(calc "($W_CONNS * 1000 / $WRITE_RATE - $W_LAT > 0) ? $W_CONNS * 1000 / $WRITE_RATE - $W_LAT : 0")
+    if [ "$(calc "$R_DELAY == 0")" = 1 ]; then R_CONNS=$(calc "int($R_CONNS * 1.5)"); fi
+done
+
+# ---------------------------------------------------------------- soak
+# Load runs 3 s past the last sample, so that sample is taken under load.
+TOTAL=$((WARMUP + SECS + 3))
+echo "soak: ${TOTAL}s of load (${WARMUP}s warm-up), sampling every ${SAMPLE_EVERY}s"
+wrk_paced "$WORK/soak-read.out" "$TOTAL" "$CLIENT_CPU" "$WORK/read.lua" "$R_CONNS" "$R_DELAY" "$READER_ADDR" &
+READ_WRK=$!
+PIDS+=("$READ_WRK")
+wrk_paced "$WORK/soak-write.out" "$TOTAL" "" "$WORK/write.lua" "$W_CONNS" "$W_DELAY" "$WRITER_ADDR" &
+WRITE_WRK=$!
+PIDS+=("$WRITE_WRK")
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+sleep "$WARMUP"
+SAMPLES=$WORK/samples.tsv
+printf 't\treader_rss_kib\treader_fds\twriter_rss_kib\twriter_fds\n' >"$SAMPLES"
+t0=$(date +%s)
+t=0
+while :; do
+    for p in "$READER_PID" "$WRITER_PID"; do
+        kill -0 "$p" 2>/dev/null || { echo "soak: process $p died" >&2; exit 1; }
+    done
+    printf '%d\t%s\t%s\t%s\t%s\n' "$t" "$(rss_kib "$READER_PID")" "$(fds "$READER_PID")" \
+        "$(rss_kib "$WRITER_PID")" "$(fds "$WRITER_PID")" >>"$SAMPLES"
+    [ "$t" -ge "$SECS" ] && break
+    next=$((t + SAMPLE_EVERY))
+    [ "$next" -gt "$SECS" ] && next=$SECS
+    sleep $((t0 + next - $(date +%s) > 0 ? t0 + next - $(date +%s) : 0))
+    t=$next
+done
+wait "$READ_WRK" || true
+wait "$WRITE_WRK" || true
+
+# ---------------------------------------------------------------- verdict
+FAIL=0
+fail() { echo "FAIL: $*"; FAIL=1; }
+
+read -r R_REQ R_SECS R_ERR < <(summary "$WORK/soak-read.out") || { cat "$WORK/soak-read.out"; exit 1; }
+read -r W_REQ W_SECS W_ERR < <(summary "$WORK/soak-write.out") || { cat "$WORK/soak-write.out"; exit 1; }
+R_RATE=$(calc "int($R_REQ / $R_SECS)")
+W_RATE=$(calc "int($W_REQ / $W_SECS)")
+echo
+echo "reads:  $R_REQ in ${R_SECS}s = $R_RATE/s (target $READ_TARGET/s), errors $R_ERR"
+echo "writes: $W_REQ in ${W_SECS}s = $W_RATE/s (target $WRITE_RATE/s), errors $W_ERR"
+[ "$R_ERR" = 0 ] || fail "$R_ERR read errors: $(grep -E 'Socket errors|Non-2xx' "$WORK/soak-read.out" | tr '\n' ' ')"
+[ "$W_ERR" = 0 ] || fail "$W_ERR write errors: $(grep -E 'Socket errors|Non-2xx' "$WORK/soak-write.out" | tr '\n' ' ')"
+[ "$(calc "$R_RATE >= $READ_TARGET * (1 - $RATE_SLACK_PCT / 100)")" = 1 ] || fail "reads ran at $R_RATE/s, under $READ_TARGET/s - ${RATE_SLACK_PCT}%"
+[ "$(calc "$W_RATE >= $WRITE_RATE * (1 - $RATE_SLACK_PCT / 100)")" = 1 ] || fail "writes ran at $W_RATE/s, under $WRITE_RATE/s - ${RATE_SLACK_PCT}%"
+
+# The reader converged to Redis (every write applied) and is ready.
+sleep 1
+REDIS_VERSION=$(redis-cli -p "$REDIS_PORT" get '{hr}:version')
+APPLIED=$(curl -sf "http://$READER_ADDR/metrics" | awk '$1 == "heavyread_sync_last_applied_version" { printf "%d", $2 }')
+ENTRIES=$(curl -sf "http://$READER_ADDR/metrics" | awk '$1 == "heavyread_reader_store_entries" { printf "%d", $2 }')
+HLEN=$(redis-cli -p "$REDIS_PORT" hlen '{hr}:posts')
+echo "reader: applied version $APPLIED of $REDIS_VERSION, $ENTRIES posts of $HLEN"
+[ "$APPLIED" = "$REDIS_VERSION" ] || fail "the reader applied version $APPLIED, Redis is at $REDIS_VERSION"
+[ "$ENTRIES" = "$HLEN" ] || fail "the reader holds $ENTRIES posts, Redis $HLEN"
+curl -sf -o /dev/null "http://$READER_ADDR/ready" || fail "the reader is not ready after the soak"
+curl -sf -o /dev/null "http://$WRITER_ADDR/ready" || fail "the writer is not ready after the soak"
+
+# First and last window: max RSS and descriptors.
+window() { # window COLUMN FROM TO: max of COLUMN over samples with FROM <= t <= TO
+    awk -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && $1 <= b && $c > m { m = $c } END { print m + 0 }' "$SAMPLES"
+}
+echo
+printf '%-7s %-28s %-28s %s\n' "" "first ${WINDOW}s (max)" "last ${WINDOW}s (max)" "growth"
+for who in reader:2:3 writer:4:5; do
+    IFS=: read -r name rc fc <<<"$who"
+    r1=$(window "$rc" 0 "$WINDOW")
+    r2=$(window "$rc" $((SECS - WINDOW)) "$SECS")
+    f1=$(window "$fc" 0 "$WINDOW")
+    f2=$(window "$fc" $((SECS - WINDOW)) "$SECS")
+    printf '%-7s RSS %8.1f MiB, %4d fds    RSS %8.1f MiB, %4d fds    RSS %+.1f%%, fds %+d\n' "$name" \
+        "$(calc "$r1 / 1024")" "$f1" "$(calc "$r2 / 1024")" "$f2" "$(calc "($r2 - $r1) * 100 / $r1")" $((f2 - f1))
+    [ "$(calc "$r2 <= $r1 * (1 + $RSS_TOLERANCE_PCT / 100) + $RSS_TOLERANCE_KIB")" = 1 ] \
+        || fail "$name RSS grew from $r1 KiB to $r2 KiB (tolerance ${RSS_TOLERANCE_PCT}% + ${RSS_TOLERANCE_KIB} KiB)"
+    [ "$f2" -le $((f1 + FD_TOLERANCE)) ] || fail "$name descriptors grew from $f1 to $f2 (tolerance $FD_TOLERANCE)"
+done
+echo
+echo "samples (t s, reader RSS KiB, reader fds, writer RSS KiB, writer fds):"
+column -t "$SAMPLES" 2>/dev/null || cat "$SAMPLES"
+echo
+if [ "$FAIL" = 0 ]; then
+    echo "soak: PASS"
+else
+    echo "soak: FAIL"
+    exit 1
+fi
