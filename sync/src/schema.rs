@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `{p}:posts` | hash | id → stored record (see [`crate::record`]) |
 //! | `{p}:version` | string | the global version, one per change |
-//! | `{p}:log` | stream | one entry per change, id `<version>-1`, fields `op`, `id`; capped with `MAXLEN ~` |
+//! | `{p}:log` | stream | one entry per change, id `<version>-1`, fields `op`, `id`, `ts` (the record's writer timestamp, 8 bytes big-endian); capped with `MAXLEN ~` |
 //! | `{p}:epoch` | string | set once; a new value means Redis lost its data |
 //! | `{p}:changes` | channel | the full record of every change |
 //!
@@ -16,13 +16,18 @@
 //! HSET/HDEL and PUBLISH in one atomic call and return the new version, so
 //! publish order is version order. Nothing is written before the arguments
 //! are checked and the log accepted the entry.
-//! Readers never call functions: they read with plain commands (`MULTI`,
+//! Readers never call functions: they read with plain commands (`MGET`,
 //! `XRANGE`, `HMGET`, `HSCAN`), which also work on replicas.
+//!
+//! The log's `ts` field and the entry's `id` fingerprint each change: a
+//! reader checks on reconnect that the entry at the last version it applied
+//! still has the fingerprint it saw, so a Redis that came back with another
+//! history under the same epoch is noticed (library version 2).
 
 /// Name of the function library; bump [`LIBRARY_VERSION`] with any change to it.
 pub const LIBRARY_NAME: &str = "heavyread";
 /// Version of the function library's contract, returned by `heavyread_version`.
-pub const LIBRARY_VERSION: u32 = 1;
+pub const LIBRARY_VERSION: u32 = 2;
 
 /// The Lua source of the function library.
 ///
@@ -75,7 +80,7 @@ local function apply(keys, args, opname)
   ensure_epoch(keys[4])
   local v = tonumber(redis.call('GET', keys[2]) or '0') + 1
   local rec = string.sub(args[4], 1, 2) .. u64be(v) .. string.sub(args[4], 11)
-  redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], v .. '-1', 'op', opname, 'id', args[3])
+  redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], v .. '-1', 'op', opname, 'id', args[3], 'ts', string.sub(rec, 11, 18))
   redis.call('SET', keys[2], v)
   if opname == 'put' then
     redis.call('HSET', keys[1], args[3], rec)
@@ -102,7 +107,7 @@ local function delete(keys, args)
 end
 
 local function version(keys, args)
-  return 1
+  return 2
 end
 
 redis.register_function('heavyread_put', put)

@@ -57,6 +57,7 @@ impl Subscriber {
             stop: Arc::clone(&stop),
             epoch: None,
             last: 0,
+            last_fp: None,
             synced: false,
             reached_live: false,
         };
@@ -119,6 +120,9 @@ struct SyncThread {
     epoch: Option<String>,
     /// Highest version applied in order.
     last: u64,
+    /// Fingerprint of the change at `last`, when known: proves on reconnect
+    /// that Redis still holds the same history up to `last`.
+    last_fp: Option<Fingerprint>,
     /// A full sync has completed.
     synced: bool,
     /// The current session got to live mode (resets the backoff).
@@ -149,7 +153,17 @@ impl SyncThread {
             }
             attempt += 1;
             self.reached_live = false;
-            let result = self.session();
+            // A panic inside a client library must not end the sync thread
+            // for good: count it as a failed session and start over from a
+            // full resync, since the store may hold a half-done pass.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session()))
+                .unwrap_or_else(|panic| {
+                    self.synced = false;
+                    Err(Error::Protocol(format!(
+                        "sync session panicked: {}",
+                        panic_message(&*panic)
+                    )))
+                });
             self.status.set_connected(false);
             match result {
                 Ok(()) => break,
@@ -236,14 +250,36 @@ impl SyncThread {
         }
     }
 
-    /// Reads the epoch and the version in one transaction.
+    /// Reads the epoch and the version with one MGET (not MULTI: a refused
+    /// MULTI is mishandled by the client library, and one command is atomic).
     fn read_state(&self, con: &mut redis::Connection) -> Result<(Option<String>, u64), Error> {
-        let (epoch, version): (Option<String>, Option<u64>) = redis::pipe()
-            .atomic()
-            .get(&self.keys.epoch)
-            .get(&self.keys.version)
+        let (epoch, version): (Option<String>, Option<u64>) = redis::cmd("MGET")
+            .arg(&self.keys.epoch)
+            .arg(&self.keys.version)
             .query(con)?;
         Ok((epoch, version.unwrap_or(0)))
+    }
+
+    /// The fingerprint of the change log entry at `version`, if the log
+    /// still holds it and it carries one.
+    fn fingerprint_at(
+        &self,
+        con: &mut redis::Connection,
+        version: u64,
+    ) -> Result<Option<Fingerprint>, Error> {
+        if version == 0 {
+            return Ok(None);
+        }
+        let id = format!("{version}-1");
+        let log: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.log)
+            .arg(&id)
+            .arg(&id)
+            .query(con)?;
+        Ok(parse_log(log)?
+            .into_iter()
+            .find(|e| e.version == version)
+            .and_then(|e| e.fingerprint()))
     }
 
     /// After (re)connecting: bootstrap, resync or catch up, as the state requires.
@@ -269,6 +305,7 @@ impl SyncThread {
         SyncStatus::add(&self.status.counters.full_resyncs);
         self.writer.begin_resync();
         let (epoch, v0) = self.read_state(con)?;
+        let fp0 = self.fingerprint_at(con, v0)?;
         let hlen: usize = redis::cmd("HLEN").arg(&self.keys.posts).query(con)?;
         self.writer
             .reserve(hlen.saturating_sub(self.writer.store().len()));
@@ -344,6 +381,7 @@ impl SyncThread {
         }
         self.epoch = epoch;
         self.last = v0;
+        self.last_fp = fp0;
         self.status.set_last_version(v0);
         self.synced = true;
         self.status.set_bootstrapped();
@@ -361,6 +399,13 @@ impl SyncThread {
 
     /// Applies every change after `last` from the log; falls back to a full
     /// resync when the log no longer reaches back or the dataset changed.
+    ///
+    /// Each batch reads the log from `last` itself, not `last + 1`: the entry
+    /// at `last` must still carry the fingerprint of the change this thread
+    /// applied there. A different one means Redis came back with another
+    /// history under the same epoch (an AOF or snapshot that lost the newest
+    /// writes, then new writes past them): versions are not comparable any
+    /// more and only a forced full resync removes what the lost history put here.
     fn catch_up(&mut self, con: &mut redis::Connection) -> Result<(), Error> {
         SyncStatus::add(&self.status.counters.catch_ups);
         let started_at = self.last;
@@ -369,16 +414,20 @@ impl SyncThread {
                 return Err(Error::Protocol("stopping".into()));
             }
             let from = self.last + 1;
-            let (epoch, version, log): (Option<String>, Option<u64>, Value) = redis::pipe()
-                .atomic()
-                .get(&self.keys.epoch)
-                .get(&self.keys.version)
+            let start = self.last.max(1);
+            // One pipeline, not a transaction: MGET is atomic on its own, and
+            // log entries are immutable, so reading them a moment later only
+            // finds more of them.
+            let ((epoch, version), log): ((Option<String>, Option<u64>), Value) = redis::pipe()
+                .cmd("MGET")
+                .arg(&self.keys.epoch)
+                .arg(&self.keys.version)
                 .cmd("XRANGE")
                 .arg(&self.keys.log)
-                .arg(format!("{from}-0"))
+                .arg(format!("{start}-0"))
                 .arg("+")
                 .arg("COUNT")
-                .arg(self.cfg.catch_up_batch)
+                .arg(self.cfg.catch_up_batch + 1)
                 .query(con)?;
             let version = version.unwrap_or(0);
             if self.epoch.is_none() && self.last == 0 {
@@ -390,12 +439,27 @@ impl SyncThread {
                 return self.full_resync(con, true);
             }
             self.status.saw_version(version);
+            let mut entries = parse_log(log)?;
+            if self.last > 0 {
+                if let Some(first) = entries.first().filter(|e| e.version == self.last) {
+                    if let (Some(ours), Some(theirs)) = (self.last_fp, first.fingerprint()) {
+                        if ours != theirs {
+                            info!(
+                                last = self.last,
+                                version,
+                                "redis holds another history at the last applied version; resyncing"
+                            );
+                            return self.full_resync(con, true);
+                        }
+                    }
+                    entries.remove(0);
+                }
+            }
             if version < from {
                 break;
             }
-            let entries = parse_log(log)?;
-            let contiguous = entries.first().is_some_and(|e| e.0 == from)
-                && entries.windows(2).all(|w| w[1].0 == w[0].0 + 1);
+            let contiguous = entries.first().is_some_and(|e| e.version == from)
+                && entries.windows(2).all(|w| w[1].version == w[0].version + 1);
             if !contiguous {
                 info!(
                     from,
@@ -403,7 +467,7 @@ impl SyncThread {
                 );
                 return self.full_resync(con, false);
             }
-            let ids: Vec<&str> = entries.iter().map(|e| e.1.as_str()).collect();
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
             let recs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
                 .arg(&self.keys.posts)
                 .arg(&ids)
@@ -413,15 +477,16 @@ impl SyncThread {
                     "HMGET answered a different number of values".into(),
                 ));
             }
-            for ((v, id), rec) in entries.iter().zip(recs) {
+            for (e, rec) in entries.iter().zip(recs) {
+                let (v, id) = (e.version, e.id.as_str());
                 match rec {
                     // The id is gone now: whatever the log says it was, it is deleted as of `v` or later.
                     None => {
-                        let applied = self.writer.delete(id, *v);
+                        let applied = self.writer.delete(id, v);
                         self.count(applied);
                     }
                     Some(bytes) => match RecordRef::decode(&bytes) {
-                        Ok(r) if r.op == Op::Put && r.id == id && r.version >= *v => {
+                        Ok(r) if r.op == Op::Put && r.id == id && r.version >= v => {
                             let applied = self.writer.put(&r);
                             self.count(applied);
                         }
@@ -433,7 +498,8 @@ impl SyncThread {
                 }
             }
             if let Some(last) = entries.last() {
-                self.last = last.0;
+                self.last = last.version;
+                self.last_fp = last.fingerprint();
                 self.status.set_last_version(self.last);
             }
         }
@@ -476,6 +542,7 @@ impl SyncThread {
             };
             self.count(applied);
             self.last = rec.version;
+            self.last_fp = Some(Fingerprint::new(rec.written_at_ns, rec.id));
             self.status.set_last_version(rec.version);
             if applied != Applied::Stale {
                 self.status.record_applied(rec.written_at_ns, now_ns());
@@ -534,8 +601,46 @@ fn parse_scan(reply: Value) -> Result<(u64, Vec<Value>), Error> {
     Ok((cursor, items))
 }
 
-/// `[[id, [field, value, ...]], ...]` from XRANGE, as (version, post id).
-fn parse_log(reply: Value) -> Result<Vec<(u64, String)>, Error> {
+/// What identifies one change beyond its version: the writer's timestamp
+/// (the log's `ts` field, the record's bytes 10..18) and its id. Two histories
+/// that reuse a version number differ here unless the same writer wrote the
+/// same id in the same nanosecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    written_at_ns: u64,
+    id_hash: u64,
+}
+
+impl Fingerprint {
+    fn new(written_at_ns: u64, id: &str) -> Self {
+        // FNV-1a: stable across builds and processes, unlike std's hasher.
+        let id_hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        Fingerprint {
+            written_at_ns,
+            id_hash,
+        }
+    }
+}
+
+/// One change log entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogEntry {
+    version: u64,
+    id: String,
+    /// The writer timestamp, absent in entries written by library version 1.
+    written_at_ns: Option<u64>,
+}
+
+impl LogEntry {
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        self.written_at_ns.map(|ts| Fingerprint::new(ts, &self.id))
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]` from XRANGE.
+fn parse_log(reply: Value) -> Result<Vec<LogEntry>, Error> {
     let bad = |what: &str| Error::Protocol(format!("change log entry: {what}"));
     let Value::Array(entries) = reply else {
         return Err(bad("XRANGE reply is not an array"));
@@ -558,24 +663,71 @@ fn parse_log(reply: Value) -> Result<Vec<(u64, String)>, Error> {
         }
         .ok_or_else(|| bad("stream id is not <version>-<n>"))?;
         let mut id = None;
+        let mut written_at_ns = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
-                if k == b"id" {
-                    id = String::from_utf8(v).ok();
+                match k.as_slice() {
+                    b"id" => id = String::from_utf8(v).ok(),
+                    b"ts" => {
+                        let ts: [u8; 8] = v
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| bad("ts is not 8 bytes"))?;
+                        written_at_ns = Some(u64::from_be_bytes(ts));
+                    }
+                    _ => {}
                 }
             }
         }
         let id = id.ok_or_else(|| bad("no id field"))?;
-        out.push((version, id));
+        out.push(LogEntry {
+            version,
+            id,
+            written_at_ns,
+        });
     }
     Ok(out)
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic".to_owned()
+    }
 }
 
 /// A delay between `d / 2` and `d`, so readers that lost Redis together do not return together.
 fn jitter(d: Duration) -> Duration {
     let half = d / 2;
     half + half.mul_f64(rand::random::<f64>())
+}
+
+/// SUBSCRIBE by hand: the client library's `PubSub::subscribe` returns Ok on
+/// an error reply (NOAUTH, NOPERM), which would leave a reader that looks
+/// connected while no change ever reaches it. Only the confirmation
+/// `["subscribe", channel, count]` counts as subscribed.
+fn subscribe(con: &mut redis::Connection, channel: &str) -> Result<(), Error> {
+    con.send_packed_command(&redis::cmd("SUBSCRIBE").arg(channel).get_packed_command())?;
+    match con.recv_response()? {
+        Value::ServerError(e) => Err(redis::RedisError::from(e).into()),
+        Value::Array(parts) | Value::Push { data: parts, .. }
+            if matches!(
+                parts.as_slice(),
+                [Value::BulkString(kind), Value::BulkString(name), Value::Int(_)]
+                    if kind.eq_ignore_ascii_case(b"subscribe") && name == channel.as_bytes()
+            ) =>
+        {
+            Ok(())
+        }
+        other => Err(Error::Protocol(format!(
+            "SUBSCRIBE answered {other:?} instead of a confirmation"
+        ))),
+    }
 }
 
 fn pubsub_thread(
@@ -591,9 +743,9 @@ fn pubsub_thread(
     let result = (|| -> Result<(), Error> {
         let mut con = client.get_connection_with_timeout(cfg.command_timeout)?;
         con.set_write_timeout(Some(cfg.ping_timeout))?;
+        con.set_read_timeout(Some(cfg.command_timeout))?;
+        subscribe(&mut con, &channel)?;
         let mut ps = con.as_pubsub();
-        ps.set_read_timeout(Some(cfg.command_timeout))?;
-        ps.subscribe(&channel)?;
         if tx.send(Event::Subscribed).is_err() {
             return Ok(());
         }
@@ -668,7 +820,35 @@ mod tests {
             ])
         };
         let parsed = parse_log(Value::Array(vec![entry("7-1", "a"), entry("8-1", "b")])).unwrap();
-        assert_eq!(parsed, vec![(7, "a".to_string()), (8, "b".to_string())]);
+        let got: Vec<(u64, &str, Option<u64>)> = parsed
+            .iter()
+            .map(|e| (e.version, e.id.as_str(), e.written_at_ns))
+            .collect();
+        assert_eq!(got, vec![(7, "a", None), (8, "b", None)]);
+        let with_ts = Value::Array(vec![
+            Value::BulkString(b"9-1".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"id".to_vec()),
+                Value::BulkString(b"c".to_vec()),
+                Value::BulkString(b"ts".to_vec()),
+                Value::BulkString(42u64.to_be_bytes().to_vec()),
+            ]),
+        ]);
+        let parsed = parse_log(Value::Array(vec![with_ts.clone()])).unwrap();
+        assert_eq!(parsed[0].written_at_ns, Some(42));
+        assert_eq!(parsed[0].fingerprint(), Some(Fingerprint::new(42, "c")));
+        assert_ne!(Fingerprint::new(42, "c"), Fingerprint::new(42, "d"));
+        assert_ne!(Fingerprint::new(42, "c"), Fingerprint::new(43, "c"));
+        let short_ts = Value::Array(vec![
+            Value::BulkString(b"9-1".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"id".to_vec()),
+                Value::BulkString(b"c".to_vec()),
+                Value::BulkString(b"ts".to_vec()),
+                Value::BulkString(b"123".to_vec()),
+            ]),
+        ]);
+        assert!(parse_log(Value::Array(vec![short_ts])).is_err());
         assert!(parse_log(Value::Array(vec![entry("x-1", "a")])).is_err());
         assert!(parse_log(Value::Int(3)).is_err());
     }

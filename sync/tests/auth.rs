@@ -358,11 +358,6 @@ fn wrong_or_missing_credentials_fail_clearly_and_are_retried() {
         assert!(!err.to_string().is_empty());
 
         // The subscriber: never connected or ready, keeps retrying, and logs why.
-        // (Without any password its sync thread panics: see the ignored test
-        // `a_subscriber_without_a_password_retries_instead_of_panicking`.)
-        if what == "no password" {
-            continue;
-        }
         let (_store, writer) = Store::new();
         let sub = Subscriber::spawn(sync_config(&bad_url), writer).expect("spawn");
         wait_retries(&sub, 3, what);
@@ -400,14 +395,12 @@ fn wait_retries(sub: &Subscriber, n: u64, what: &str) {
     }
 }
 
-/// Bug: redis-rs 1.8's `PubSub::subscribe` ignores an error reply, so the
-/// sync thread goes on without a subscription; its next atomic pipeline
-/// (`read_state`: MULTI/GET/GET/EXEC) is refused with NOAUTH at MULTI, and
-/// redis-rs's `req_packed_commands` computes `idx - 1` with `idx == 0`: an
-/// overflow panic in builds with overflow checks (tests), which kills the
-/// sync thread for good (it has no panic guard). Release builds wrap instead.
+/// Regression: redis-rs 1.8's `PubSub::subscribe` ignores an error reply, and
+/// a MULTI refused with NOAUTH made redis-rs underflow an index and panic,
+/// which killed the sync thread for good. The sync thread now checks the
+/// SUBSCRIBE confirmation itself, reads its state without MULTI, and survives
+/// a panicking session.
 #[test]
-#[ignore = "bug: the sync thread panics on NOAUTH (redis-rs 1.8 MULTI error underflow); see report"]
 fn a_subscriber_without_a_password_retries_instead_of_panicking() {
     let _ = logs();
     let redis = RedisServer::start();
@@ -429,12 +422,11 @@ fn a_subscriber_without_a_password_retries_instead_of_panicking() {
     sub.shutdown();
 }
 
-/// Bug: a reader whose ACL user may read the keys but not subscribe to the
-/// channel. redis-rs 1.8's `PubSub::subscribe` returns Ok on the NOPERM
-/// reply, so the sync thread bootstraps, answers PINGs, and reports ready
-/// while no change ever reaches it: the reader serves stale posts as ready.
+/// Regression: a reader whose ACL user may read the keys but not subscribe
+/// to the channel. redis-rs 1.8's `PubSub::subscribe` returns Ok on the
+/// NOPERM reply, so the sync thread used to bootstrap and report ready while
+/// no change ever reached it.
 #[test]
-#[ignore = "bug: a refused SUBSCRIBE goes unnoticed and the reader stays ready but stale; see report"]
 fn a_reader_user_without_the_channel_permission_is_never_ready() {
     let _ = logs();
     let redis = RedisServer::start();

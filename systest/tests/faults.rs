@@ -534,12 +534,12 @@ fn put_acked(stack: &Stack, c: &mut Client, id: &str) {
 ///    of writes on a crash, or a restore from a snapshot — and then written
 ///    past the reader's version before the reader reconnects. The epoch is
 ///    unchanged and the version is not behind the reader's, so the reader
-///    catches up from its own version: it never fetches the writes that now
-///    hold the versions it had applied, and keeps the lost writes as ghosts.
+///    would catch up from its own version and keep the lost writes as
+///    ghosts; the log entry's fingerprint at its version tells it the
+///    history changed, and it resyncs in full.
 ///    Deterministic: the snapshot is taken with SAVE, the reader is paused
 ///    across the restart.
 #[test]
-#[ignore = "fails: readers keep ghosts when Redis comes back with a shorter history and is written past their version; run with --run-ignored only"]
 fn redis_back_with_a_shorter_history_than_a_reader_applied_is_noticed() {
     let mut stack = Stack::start("8-redis-history-rewound", StackOptions::default());
     stack.seed(100);
