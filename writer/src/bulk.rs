@@ -11,22 +11,23 @@
 //!
 //! Answers: 200 with the report when the whole body was read. 413 when the
 //! body passes `--bulk-max-bytes` while streaming: the complete lines read
-//! until then (up to `last_line`) are applied and reported. 503 when Redis
+//! until then (up to `last_line`) are applied and reported. 408, likewise,
+//! when the client sends nothing for `--body-timeout` (and the connection is
+//! closed; a body cut by the client is a 400 the same way). 503 when Redis
 //! fails: `applied` counts the puts Redis confirmed, `unconfirmed` those
 //! whose outcome is unknown, and later lines were not sent; every line is
 //! an upsert, so sending the whole body again is safe.
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::http::{content_length, drain, require_media, unreadable, AppState};
+use crate::http::{content_length, drain, next_chunk, require_media, AppState};
 use crate::metrics::LineResult;
 use crate::post::{Post, PostError};
 
@@ -244,7 +245,13 @@ pub(crate) async fn bulk(State(s): State<AppState>, headers: HeaderMap, body: Bo
             e.status()
         }
     };
-    (status, Json(report)).into_response()
+    let mut resp = (status, Json(report)).into_response();
+    if status == StatusCode::REQUEST_TIMEOUT {
+        // The rest of the body may still come: the connection cannot be reused.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
@@ -252,8 +259,8 @@ async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
     let mut lines = Lines::new(run.state.max_body_bytes);
     let mut total: u64 = 0;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Stop::Read(unreadable(e)))?;
+    let stall = run.state.body_timeout;
+    while let Some(chunk) = next_chunk(&mut stream, stall).await.map_err(Stop::Read)? {
         total += chunk.len() as u64;
         if total > max_total {
             drain(stream).await;

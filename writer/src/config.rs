@@ -26,6 +26,16 @@ pub const DEFAULT_BULK_CHUNK: usize = 500;
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time given to in-flight requests after SIGTERM.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client gets to send a request head (and to start one on an idle connection).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest silence while a request body arrives.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default largest number of open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Largest `--max-connections` accepted.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+/// Largest `--header-timeout` and `--body-timeout` accepted (hyper adds them to `Instant::now()`).
+pub const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest title, in characters.
 pub const DEFAULT_MAX_TITLE_CHARS: usize = 512;
 /// Longest author, in characters.
@@ -100,6 +110,19 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Time a client gets to send a whole request head, counted from when the writer starts
+    /// waiting for it, so idle keep-alive connections are closed after it too (without an answer).
+    #[arg(long, env = "HEAVYREAD_WRITER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest silence while a request body arrives (`/create`, `/bulk`): 408, and the connection is closed.
+    #[arg(long, env = "HEAVYREAD_WRITER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Open client connections at most; further ones wait in the listen backlog until one closes.
+    #[arg(long, env = "HEAVYREAD_WRITER_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
     /// Log line format.
     #[arg(long, env = "HEAVYREAD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -122,6 +145,9 @@ impl std::fmt::Debug for Config {
             .field("write_token", &self.write_token.as_ref().map(|_| "***"))
             .field("redis_timeout", &self.redis_timeout)
             .field("drain_timeout", &self.drain_timeout)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_connections", &self.max_connections)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -144,6 +170,9 @@ impl Config {
             write_token: None,
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             log_format: LogFormat::Text,
         }
     }
@@ -225,6 +254,23 @@ impl Config {
                 return bad(flag, "must be greater than zero".into());
             }
         }
+        for (flag, d) in [
+            ("header-timeout", self.header_timeout),
+            ("body-timeout", self.body_timeout),
+        ] {
+            if d.is_zero() || d > MAX_CLIENT_TIMEOUT {
+                return bad(flag, format!("{d:?} is outside (0s, 1h]"));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
+            return bad(
+                "max-connections",
+                format!(
+                    "{} is outside 1..={MAX_CONNECTIONS_LIMIT}",
+                    self.max_connections
+                ),
+            );
+        }
         Ok(keys)
     }
 }
@@ -299,6 +345,18 @@ mod tests {
         check(&|c| c.write_token = Some(String::new()), "write-token");
         check(&|c| c.redis_timeout = Duration::ZERO, "redis-timeout");
         check(&|c| c.drain_timeout = Duration::ZERO, "drain-timeout");
+        check(&|c| c.header_timeout = Duration::ZERO, "header-timeout");
+        check(
+            &|c| c.header_timeout = Duration::from_secs(u64::MAX),
+            "header-timeout",
+        );
+        check(&|c| c.body_timeout = Duration::ZERO, "body-timeout");
+        check(
+            &|c| c.body_timeout = Duration::from_secs(7200),
+            "body-timeout",
+        );
+        check(&|c| c.max_connections = 0, "max-connections");
+        check(&|c| c.max_connections = usize::MAX, "max-connections");
     }
 
     #[test]
@@ -334,6 +392,9 @@ mod tests {
             "HEAVYREAD_WRITE_TOKEN",
             "HEAVYREAD_REDIS_TIMEOUT",
             "HEAVYREAD_DRAIN_TIMEOUT",
+            "HEAVYREAD_WRITER_HEADER_TIMEOUT",
+            "HEAVYREAD_WRITER_BODY_TIMEOUT",
+            "HEAVYREAD_WRITER_MAX_CONNECTIONS",
             "HEAVYREAD_LOG_FORMAT",
         ] {
             assert!(envs.iter().any(|x| x == e), "{e} missing");

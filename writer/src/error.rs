@@ -44,6 +44,12 @@ pub enum ApiError {
     NoRoute,
     /// 405: the route exists with another method.
     MethodNotAllowed,
+    /// 408: the client stopped sending its body for `--body-timeout`; the
+    /// connection is closed after this answer.
+    BodyTimeout {
+        /// The silence allowed.
+        after: std::time::Duration,
+    },
     /// 413: the body exceeds the configured limit.
     TooLarge {
         /// The limit in bytes.
@@ -75,6 +81,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -93,6 +100,9 @@ impl ApiError {
             ApiError::NotFound { .. } => "post not found".into(),
             ApiError::NoRoute => "no such route".into(),
             ApiError::MethodNotAllowed => "method not allowed".into(),
+            ApiError::BodyTimeout { after } => {
+                format!("request body stalled: nothing received for {after:?}")
+            }
             ApiError::TooLarge { limit } => format!("request body exceeds {limit} bytes"),
             ApiError::UnsupportedMediaType { expected } => {
                 format!("Content-Type must be {expected}")
@@ -118,9 +128,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
-        if self == ApiError::Unauthorized {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The rest of the body may still come: the connection cannot be reused.
+            ApiError::BodyTimeout { .. } => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         resp
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -46,6 +46,8 @@ pub struct Shared {
     pub(crate) max_body_bytes: usize,
     pub(crate) bulk_max_bytes: u64,
     pub(crate) bulk_chunk: usize,
+    /// Longest wait for the next chunk of a request body (`--body-timeout`).
+    pub(crate) body_timeout: Duration,
     token: Option<Box<[u8]>>,
 }
 
@@ -70,6 +72,7 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             bulk_max_bytes: config.bulk_max_bytes,
             bulk_chunk: config.bulk_chunk,
+            body_timeout: config.body_timeout,
             token: config
                 .write_token
                 .as_ref()
@@ -131,12 +134,28 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// The next chunk of a request body, `None` at its end; 408 when nothing
+/// arrives for `stall` (a client that stops sending is not waited for forever).
+pub(crate) async fn next_chunk(
+    stream: &mut BodyDataStream,
+    stall: Duration,
+) -> Result<Option<Bytes>, ApiError> {
+    match tokio::time::timeout(stall, stream.next()).await {
+        Ok(Some(Ok(chunk))) => Ok(Some(chunk)),
+        Ok(Some(Err(e))) => Err(unreadable(e)),
+        Ok(None) => Ok(None),
+        Err(_) => Err(ApiError::BodyTimeout { after: stall }),
+    }
+}
+
 /// Reads a whole body of at most `limit` bytes; 413 as soon as it is known to
-/// be larger (from Content-Length, before reading anything).
+/// be larger (from Content-Length, before reading anything), 408 when the
+/// client stops sending for `stall`.
 pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    stall: Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = ApiError::TooLarge {
         limit: limit as u64,
@@ -148,8 +167,7 @@ pub(crate) async fn read_body(
     // Most bodies arrive in one chunk: keep it without copying.
     let mut single: Option<Bytes> = None;
     let mut buf = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(unreadable)?;
+    while let Some(chunk) = next_chunk(&mut stream, stall).await? {
         let have = single.as_ref().map_or(0, Bytes::len) + buf.len();
         if have + chunk.len() > limit {
             drain(stream).await;
@@ -173,7 +191,7 @@ pub(crate) fn unreadable(e: axum::Error) -> ApiError {
 }
 
 /// Reads and drops a bounded rest of a body we refused.
-pub(crate) async fn drain(mut stream: axum::body::BodyDataStream) {
+pub(crate) async fn drain(mut stream: BodyDataStream) {
     let _ = tokio::time::timeout(DRAIN_FOR, async {
         let mut n = 0;
         while let Some(Ok(c)) = stream.next().await {
@@ -273,7 +291,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     s.authorize(&headers)?;
     require_media(&headers, &["application/json"], "application/json")?;
-    let bytes = read_body(body, &headers, s.max_body_bytes).await?;
+    let bytes = read_body(body, &headers, s.max_body_bytes, s.body_timeout).await?;
     let post = Post::parse(&bytes, &s.limits)?;
     let out = post.to_body();
     let written = s.backend.put(&post.id, &out).await?;

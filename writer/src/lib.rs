@@ -7,7 +7,10 @@
 //! Redis applied the change, so an acknowledged write is a stored write.
 //!
 //! ```text
-//! client ─HTTP─► axum router ─► http.rs handlers ─► post.rs (validate, serialize)
+//! client ─HTTP─► server.rs (hyper: header timeout, connection cap, drain)
+//!                   │
+//!                   ▼
+//!               axum router ─► http.rs handlers ─► post.rs (validate, serialize)
 //!                   │                │                  │
 //!                   │ metrics.rs     │ bulk.rs (NDJSON)  ▼
 //!                   ▼                └────────────► backend.rs ─FCALL─► Redis ─PUBLISH─► readers
@@ -18,6 +21,8 @@
 //! # Layout
 //!
 //! - [`config`]: flags and environment variables, validated once.
+//! - `server`: the accept loop on hyper: header and idle timeouts, the
+//!   connection cap, the drain on shutdown.
 //! - [`post`]: the post, its validation, and its one serialization.
 //! - [`http`]: the routes, the write-route checks (token, Content-Type, body limit).
 //! - [`bulk`]: `POST /bulk`, streamed NDJSON in pipelined chunks.
@@ -50,25 +55,26 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod post;
+mod server;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use heavyread_sync::config::redacted;
 use heavyread_sync::Publisher;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use config::{Config, LogFormat};
 pub use error::{ApiError, Error};
 
 /// Serves `config` on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight requests finish for up to
-/// `config.drain_timeout`, and returns.
+/// `config.drain_timeout` (dropping the connections still open then), and
+/// returns.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -88,7 +94,7 @@ pub async fn serve(
     let state = http::AppState::new(&config, backend.clone(), metrics);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let keeper = tokio::spawn(backend.keep_library_loaded(stop_rx.clone()));
+    let keeper = tokio::spawn(backend.keep_library_loaded(stop_rx));
 
     let addr = listener.local_addr()?;
     info!(
@@ -96,34 +102,19 @@ pub async fn serve(
         redis = %redacted(&config.redis_url),
         prefix = %config.prefix,
         auth = config.write_token.is_some(),
+        header_timeout = ?config.header_timeout,
+        body_timeout = ?config.body_timeout,
+        max_connections = config.max_connections,
         "listening"
     );
-    let listener = listener.tap_io(|tcp| {
-        // Answers are small and written whole; don't let Nagle hold them.
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+    server::serve(&config, listener, http::router(state), async move {
         shutdown.await;
-        info!("shutting down: no new connections, draining in-flight requests");
         let _ = stop_tx.send(true);
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    let mut stopping = stop_rx;
-    let result = tokio::select! {
-        r = &mut server => r,
-        _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
-            match tokio::time::timeout(config.drain_timeout, &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    warn!(timeout = ?config.drain_timeout, "drain timed out; dropping the remaining connections");
-                    Ok(())
-                }
-            }
-        }
-    };
+    })
+    .await;
     keeper.abort();
     info!("stopped");
-    Ok(result?)
+    Ok(())
 }
 
 /// Binds `config.listen` and serves until SIGTERM or SIGINT, then drains
@@ -135,10 +126,22 @@ pub async fn run(config: Config) -> Result<(), Error> {
     serve(config, listener, signal).await
 }
 
+/// Listen backlog: room for bursts of new connections while the accept
+/// loop is busy (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    bind().map_err(|source| Error::Bind { addr, source })
 }
 
 /// Completes on the first SIGTERM or SIGINT. The handlers are installed

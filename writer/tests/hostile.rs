@@ -1,8 +1,8 @@
 //! Hostile input over real sockets against the writer (axum on hyper):
 //! request smuggling, invalid chunked bodies, huge and numerous headers,
 //! NUL and non-UTF-8 bytes, absurd ids, path tricks, 10k pipelined requests
-//! in one write, 1,000 slowloris connections, and connections closed
-//! mid-request.
+//! in one write, 1,000 slowloris connections, slow heads and stalled bodies
+//! cut by the header and body timeouts, and connections closed mid-request.
 //!
 //! Every case gets a clear error answer or a close; a loop of good requests
 //! (reads from Redis, and writes of one canary post) keeps succeeding
@@ -209,8 +209,16 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Fixture {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts with the body limit above, then `tweak` applied to the config.
+    fn start_with(tweak: impl FnOnce(&mut heavyread_writer::Config)) -> Fixture {
         let rt = runtime();
-        let env = rt.block_on(Env::start_with(|c| c.max_body_bytes = MAX_BODY));
+        let env = rt.block_on(Env::start_with(|c| {
+            c.max_body_bytes = MAX_BODY;
+            tweak(c);
+        }));
         let created = rt.block_on(env.create(&post("good", "t", "still here", "a")));
         assert_eq!(created.status, 201);
         std::thread::sleep(Duration::from_millis(100));
@@ -1141,11 +1149,12 @@ fn closed_by_server(conns: &[TcpStream]) -> usize {
 fn a_thousand_slowloris_connections_do_not_stop_good_requests() {
     let _serial = serial();
     raise_nofile();
+    // The default timeouts (10 s for a head, 30 s of silence in a body) are
+    // longer than this attack: it shows the writer holding 1,000 slow clients
+    // at once without hurting good ones.
     let f = Fixture::start();
     let good = GoodLoop::start(f.addr());
     let addr = f.addr();
-    // Slow heads: the writer has no header timeout (axum::serve sets no
-    // hyper timer), so they stay open as long as the client keeps them.
     let slow = slowloris(
         addr,
         1000,
@@ -1155,7 +1164,7 @@ fn a_thousand_slowloris_connections_do_not_stop_good_requests() {
     let cut = closed_by_server(&slow);
     assert_eq!(
         cut, 0,
-        "the writer cut {cut} slow heads (it has no header timeout)"
+        "the writer cut {cut} slow heads before the header timeout"
     );
     drop(slow);
     // Slow bodies: each holds a /create handler in read_body.
@@ -1181,31 +1190,139 @@ fn a_thousand_slowloris_connections_do_not_stop_good_requests() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(closed_by_server(&slow), 0, "slow bodies are not cut either");
+    assert_eq!(
+        closed_by_server(&slow),
+        0,
+        "slow bodies cut before the body timeout"
+    );
     // Clients that go away free everything (checked by assert_unharmed).
     drop(slow);
     let writes = good.finish(50);
     f.assert_unharmed(writes);
 }
 
-/// What a header (and body) read timeout would give. Fails today: the
-/// writer keeps a slow head open for as long as the client dribbles.
+/// The header timeout in the tests below.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The body timeout in the tests below.
+const BODY_TIMEOUT: Duration = Duration::from_secs(1);
+
 #[test]
-#[ignore = "bug: the writer has no header/body read timeout (axum::serve sets no hyper timer)"]
 fn slow_heads_are_cut_after_a_header_timeout() {
     let _serial = serial();
-    let f = Fixture::start();
+    let f = Fixture::start_with(|c| c.header_timeout = HEADER_TIMEOUT);
+    let good = GoodLoop::start(f.addr());
+    // A header line every 200 ms for three header timeouts: a head that
+    // keeps growing is still cut when the whole head is late.
     let slow = slowloris(
         f.addr(),
         10,
         b"GET /health HTTP/1.1\r\nHost: h\r\n",
-        Duration::from_secs(40),
+        3 * HEADER_TIMEOUT,
     );
     assert_eq!(
         closed_by_server(&slow),
         slow.len(),
-        "slow heads still open after 40 s"
+        "slow heads still open after three header timeouts"
     );
+    drop(slow);
+    let writes = good.finish(10);
+    f.assert_unharmed(writes);
+}
+
+#[test]
+fn stalled_bodies_get_408_after_the_body_timeout() {
+    let _serial = serial();
+    let f = Fixture::start_with(|c| c.body_timeout = BODY_TIMEOUT);
+    let good = GoodLoop::start(f.addr());
+    // Whole heads announcing 100 bytes, then 10 bytes of a valid write, then silence.
+    let body = format!("{:<100}", post("stalled", "t", "c", "a"));
+    assert_eq!(body.len(), 100);
+    let head = create_head("Content-Length: 100\r\n");
+    let sent = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = TcpStream::connect(f.addr()).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(&body.as_bytes()[..10]).unwrap();
+            s
+        })
+        .collect();
+    let served_before = good.served.load(Ordering::Relaxed);
+    let expected =
+        format!("{{\"error\":\"request body stalled: nothing received for {BODY_TIMEOUT:?}\"}}");
+    for s in &mut stalled {
+        let out = read_to_close(s);
+        let waited = sent.elapsed();
+        assert!(
+            waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(4),
+            "answered after {waited:?}"
+        );
+        let answers = split_answers(&out);
+        assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
+        let a = answers[0];
+        assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
+        assert_eq!(header(a, "connection").as_deref(), Some("close"));
+        assert_eq!(
+            header(a, "content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(body_of(a), expected.as_bytes());
+    }
+    drop(stalled);
+    // Good requests, writes included, went on while the stalled ones waited.
+    let served = good.served.load(Ordering::Relaxed) - served_before;
+    assert!(served >= 10, "only {served} good requests during the stall");
+    let writes = good.finish(10);
+    f.assert_unharmed(writes);
+}
+
+#[test]
+fn a_stalled_bulk_body_gets_408_and_applies_complete_lines_only() {
+    let _serial = serial();
+    let f = Fixture::start_with(|c| c.body_timeout = BODY_TIMEOUT);
+    let line = |i: usize| post(&format!("bulkstall-{i}"), "t", "c", "a");
+    // Two complete lines and the start of a third, of a body announced longer.
+    let partial = line(2);
+    let body = format!(
+        "{}\n{}\n{}",
+        line(0),
+        line(1),
+        &partial[..partial.len() / 2]
+    );
+    let mut s = TcpStream::connect(f.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /bulk HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len() + 1000
+    )
+    .unwrap();
+    let sent = Instant::now();
+    let out = read_to_close(&mut s);
+    let waited = sent.elapsed();
+    assert!(
+        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
+    let answers = split_answers(&out);
+    assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
+    let a = answers[0];
+    assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
+    assert_eq!(header(a, "connection").as_deref(), Some("close"));
+    let report: serde_json::Value = serde_json::from_slice(body_of(a)).expect("a JSON report");
+    assert_eq!(
+        report["error"],
+        format!("request body stalled: nothing received for {BODY_TIMEOUT:?}")
+    );
+    assert_eq!(report["lines"], 2);
+    assert_eq!(report["last_line"], 2);
+    assert_eq!(report["applied"], 2);
+    assert_eq!(report["rejected"], 0);
+    let now = snapshot(&f.env.redis, "hr");
+    let has = |i: usize| now.posts.contains_key(format!("bulkstall-{i}").as_bytes());
+    assert!(has(0) && has(1), "complete lines were not applied");
+    assert!(!has(2), "the stalled line was applied");
 }
 
 #[test]
