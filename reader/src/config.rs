@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use heavyread_sync::{Keys, SyncConfig};
+use heavyread_sync::{FillConfig, Keys, SyncConfig};
 
 use crate::http::MAX_HEADERS_CAP;
 use crate::Error;
@@ -122,7 +122,29 @@ pub struct Config {
     /// Limit for connecting to Redis and for each command of the sync thread.
     #[arg(long, env = "HEAVYREAD_REDIS_COMMAND_TIMEOUT", default_value = DEFAULT_COMMAND_TIMEOUT, value_parser = parse_duration)]
     pub redis_command_timeout: Duration,
+
+    /// Byte budget of the store (e.g. 512MiB): past it the least recently
+    /// read posts are evicted and read through from Redis on demand. Unset:
+    /// every post is held (no eviction, no fills).
+    #[arg(long, env = "HEAVYREAD_MAX_MEMORY", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+
+    /// With --max-memory: how long a request waits for Redis to fill a post
+    /// that is not in memory before it gets 503.
+    #[arg(long, env = "HEAVYREAD_FILL_TIMEOUT", default_value = DEFAULT_FILL_TIMEOUT, value_parser = parse_duration)]
+    pub fill_timeout: Duration,
+
+    /// With --max-memory: most distinct posts waiting for Redis at once; more get 503 at once.
+    #[arg(long, env = "HEAVYREAD_FILL_QUEUE", default_value_t = 4096)]
+    pub fill_queue: usize,
+
+    /// With --max-memory: how long an id Redis does not have is answered 404 without asking again.
+    #[arg(long, env = "HEAVYREAD_NEGATIVE_TTL", default_value = DEFAULT_NEGATIVE_TTL, value_parser = parse_duration)]
+    pub negative_ttl: Duration,
 }
+
+const DEFAULT_FILL_TIMEOUT: &str = "500ms";
+const DEFAULT_NEGATIVE_TTL: &str = "1s";
 
 fn must(s: Result<Duration, String>) -> Duration {
     s.expect("built-in default parses")
@@ -151,6 +173,10 @@ impl Config {
             redis_ping_interval: must(parse_duration(DEFAULT_PING_INTERVAL)),
             redis_ping_timeout: must(parse_duration(DEFAULT_PING_TIMEOUT)),
             redis_command_timeout: must(parse_duration(DEFAULT_COMMAND_TIMEOUT)),
+            max_memory: None,
+            fill_timeout: must(parse_duration(DEFAULT_FILL_TIMEOUT)),
+            fill_queue: 4096,
+            negative_ttl: must(parse_duration(DEFAULT_NEGATIVE_TTL)),
         }
     }
 
@@ -162,6 +188,12 @@ impl Config {
             ping_interval: self.redis_ping_interval,
             ping_timeout: self.redis_ping_timeout,
             command_timeout: self.redis_command_timeout,
+            fill: FillConfig {
+                timeout: self.fill_timeout,
+                max_in_flight: self.fill_queue,
+                negative_ttl: self.negative_ttl,
+                ..FillConfig::default()
+            },
             ..SyncConfig::new(self.redis_url.clone())
         }
     }
@@ -191,6 +223,8 @@ impl Config {
             ("--redis-ping-interval", self.redis_ping_interval),
             ("--redis-ping-timeout", self.redis_ping_timeout),
             ("--redis-command-timeout", self.redis_command_timeout),
+            ("--fill-timeout", self.fill_timeout),
+            ("--negative-ttl", self.negative_ttl),
         ] {
             if d.is_zero() {
                 return bad(format!("{flag}: must be greater than zero"));
@@ -244,6 +278,19 @@ impl Config {
             return bad(format!(
                 "--cache-control: {:?} must be at most 256 bytes of visible ASCII, spaces and tabs",
                 self.cache_control
+            ));
+        }
+        if let Some(m) = self.max_memory {
+            if m < 1 << 20 {
+                return bad(format!(
+                    "--max-memory: {m} bytes is below 1MiB; leave it unset to hold every post"
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.fill_queue) {
+            return bad(format!(
+                "--fill-queue: {} is outside 1..=1000000",
+                self.fill_queue
             ));
         }
         if let Err(e) = Keys::new(&self.prefix) {

@@ -20,8 +20,9 @@ use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use heavyread_sync::fill::FillWait;
 use heavyread_sync::record::MAX_ID_LEN;
-use heavyread_sync::Guard;
+use heavyread_sync::{Entry, FillError, FillOutcome, Guard};
 
 use crate::executor::{ConnState, Core, Phase};
 use crate::http::{self, Common, IdError, Method, Parse, Request, Status, Target};
@@ -55,6 +56,15 @@ struct Batch {
     close: bool,
     /// The output buffer filled up before the input ran out of complete requests.
     more: bool,
+    /// The next request needs a post read through from Redis (bounded
+    /// store): it is not consumed; answer it once the fill is done.
+    fill: Option<FillWait>,
+}
+
+/// A finished fill, for answering the request that waited for it.
+struct Filled {
+    id: Box<str>,
+    outcome: FillOutcome,
 }
 
 async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: &mut [u8]) {
@@ -108,10 +118,23 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
         let mut out = core.take_out();
         let mut pos = 0;
         let mut answered = 0u64;
+        let mut fill_done: Option<Filled> = None;
         let close = loop {
-            let b = process(core, &input[pos..filled], &mut out);
+            let b = process(core, &input[pos..filled], &mut out, &mut fill_done);
             pos += b.consumed;
             answered += b.answered;
+            if let Some(wait) = b.fill {
+                // Answers before the miss go out now; then wait for Redis.
+                if !out.is_empty() {
+                    if !write(core, stream, state, &out).await {
+                        core.put_out(out);
+                        return;
+                    }
+                    out.clear();
+                }
+                fill_done = Some(wait_fill(core, state, wait).await);
+                continue;
+            }
             if b.close || !b.more {
                 break b.close;
             }
@@ -148,6 +171,29 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
             state.arm(Phase::Header, head_deadline);
         }
     }
+}
+
+/// Waits for a fill, at most `--fill-timeout`.
+async fn wait_fill(core: &Core, state: &ConnState, wait: FillWait) -> Filled {
+    let config = &core.shared.config;
+    // The connection may not be cut for a slow head while Redis answers.
+    state.arm(
+        Phase::Writing,
+        Instant::now() + config.fill_timeout + config.write_timeout,
+    );
+    let id: Box<str> = wait.id().into();
+    let timeout = config.fill_timeout;
+    let outcome = futures_lite::future::or(wait, async move {
+        glommio::timer::sleep(timeout).await;
+        Err(FillError::Timeout)
+    })
+    .await;
+    if matches!(outcome, Err(FillError::Timeout)) {
+        if let Some(f) = &core.shared.filler {
+            f.timed_out();
+        }
+    }
+    Filled { id, outcome }
 }
 
 /// Writes `out`; false when the connection is gone (or timed out writing).
@@ -188,14 +234,16 @@ async fn linger(core: &Core, stream: &mut TcpStream, state: &ConnState, scratch:
     state.expired.take();
 }
 
-/// Answers every complete request at the start of `input` into `out`.
-fn process(core: &Core, input: &[u8], out: &mut Vec<u8>) -> Batch {
+/// Answers every complete request at the start of `input` into `out`,
+/// stopping before one that needs a fill (unless `filled` has its answer).
+fn process(core: &Core, input: &[u8], out: &mut Vec<u8>, filled: &mut Option<Filled>) -> Batch {
     let guard = core.shared.store.guard();
     let mut b = Batch {
         consumed: 0,
         answered: 0,
         close: false,
         more: false,
+        fill: None,
     };
     loop {
         if out.len() >= FLUSH_AT {
@@ -204,14 +252,20 @@ fn process(core: &Core, input: &[u8], out: &mut Vec<u8>) -> Batch {
         }
         match http::parse_request(&input[b.consumed..], &core.limits) {
             Parse::Partial => return b,
-            Parse::Complete(req, len) => {
-                b.consumed += len;
-                b.answered += 1;
-                if !respond(core, &req, &guard, out) {
-                    b.close = true;
+            Parse::Complete(req, len) => match respond(core, &req, &guard, out, filled) {
+                Ok(keep_alive) => {
+                    b.consumed += len;
+                    b.answered += 1;
+                    if !keep_alive {
+                        b.close = true;
+                        return b;
+                    }
+                }
+                Err(wait) => {
+                    b.fill = Some(wait);
                     return b;
                 }
-            }
+            },
             Parse::Reject(r, request_id) => {
                 reject_with(
                     core,
@@ -257,8 +311,15 @@ fn reject_with(
     http::write_simple(out, &c, status, http::JSON, extra, body, false);
 }
 
-/// Appends the answer to `req`; false when the connection closes after it.
-fn respond(core: &Core, req: &Request<'_>, guard: &Guard<'_>, out: &mut Vec<u8>) -> bool {
+/// Appends the answer to `req`; `Ok(false)` when the connection closes
+/// after it, `Err` (nothing written) when the post must be read from Redis first.
+fn respond(
+    core: &Core,
+    req: &Request<'_>,
+    guard: &Guard<'_>,
+    out: &mut Vec<u8>,
+    filled: &mut Option<Filled>,
+) -> Result<bool, FillWait> {
     let keep_alive = req.keep_alive && !core.draining.get();
     let generated;
     let id = match req.request_id {
@@ -277,7 +338,7 @@ fn respond(core: &Core, req: &Request<'_>, guard: &Guard<'_>, out: &mut Vec<u8>)
     };
     let head = req.method == Method::Head;
     let (route, status) = match req.target {
-        Target::Post => (Route::Post, post(core, req, guard, &c, head, out)),
+        Target::Post => (Route::Post, post(core, req, guard, &c, head, out, filled)?),
         Target::Health => {
             http::write_simple(
                 out,
@@ -330,6 +391,7 @@ fn respond(core: &Core, req: &Request<'_>, guard: &Guard<'_>, out: &mut Vec<u8>)
                     store: &shared.store,
                     status: &shared.status,
                     ready: core.not_ready_reason().is_none(),
+                    filler: core.shared.filler.as_ref(),
                 },
             );
             http::write_simple(
@@ -357,10 +419,14 @@ fn respond(core: &Core, req: &Request<'_>, guard: &Guard<'_>, out: &mut Vec<u8>)
         }
     };
     core.metrics().request(route, status);
-    keep_alive
+    Ok(keep_alive)
 }
 
 /// `GET|HEAD /post?id=ID`.
+///
+/// Unbounded store: a miss is 404. Bounded store (`--max-memory`): a miss is
+/// read through from Redis (`Err`: the caller waits for the fill and asks
+/// again with `filled`), unless Redis recently said it has no such id.
 fn post(
     core: &Core,
     req: &Request<'_>,
@@ -368,38 +434,95 @@ fn post(
     c: &Common<'_>,
     head: bool,
     out: &mut Vec<u8>,
-) -> Status {
+    filled: &mut Option<Filled>,
+) -> Result<Status, FillWait> {
     let mut buf = [0u8; MAX_ID_LEN];
     let id = match http::query_id(req.query, &mut buf) {
         Ok(id) => id,
         Err(e @ (IdError::Missing | IdError::Malformed)) => {
             http::write_simple(out, c, Status::BadRequest, http::JSON, b"", e.body(), head);
-            return Status::BadRequest;
+            return Ok(Status::BadRequest);
         }
     };
-    match core.shared.store.get(id, guard) {
-        None => {
-            http::write_simple(
-                out,
-                c,
-                Status::NotFound,
-                http::JSON,
-                b"",
-                br#"{"error":"post not found"}"#,
-                head,
-            );
-            Status::NotFound
+    let store = &core.shared.store;
+    if let Some(entry) = store.get(id, guard) {
+        if store.budget().is_some() {
+            core.metrics().hit();
         }
-        Some(entry) if req.not_modified(entry.etag()) => {
-            http::write_not_modified(out, c, &core.cache_control, entry.etag_line());
-            Status::NotModified
-        }
-        Some(entry) => {
-            let body = (!head).then(|| entry.body());
-            http::write_entry(out, c, &core.cache_control, entry.headers(), body);
-            Status::Ok
-        }
+        return Ok(answer(core, req, c, head, entry, out));
     }
+    let Some(filler) = &core.shared.filler else {
+        return Ok(not_found(c, head, out));
+    };
+    if let Some(f) = filled.take_if(|f| *f.id == *id) {
+        return Ok(match f.outcome {
+            Ok(Some(entry)) => answer(core, req, c, head, &entry, out),
+            Ok(None) => not_found(c, head, out),
+            Err(e) => unavailable(c, head, &e, out),
+        });
+    }
+    core.metrics().miss();
+    if filler.is_known_absent(id) {
+        return Ok(not_found(c, head, out));
+    }
+    match filler.request(id) {
+        Ok(wait) => Err(wait),
+        Err(e) => Ok(unavailable(c, head, &e, out)),
+    }
+}
+
+fn answer(
+    core: &Core,
+    req: &Request<'_>,
+    c: &Common<'_>,
+    head: bool,
+    entry: &Entry,
+    out: &mut Vec<u8>,
+) -> Status {
+    if req.not_modified(entry.etag()) {
+        http::write_not_modified(out, c, &core.cache_control, entry.etag_line());
+        Status::NotModified
+    } else {
+        let body = (!head).then(|| entry.body());
+        http::write_entry(out, c, &core.cache_control, entry.headers(), body);
+        Status::Ok
+    }
+}
+
+fn not_found(c: &Common<'_>, head: bool, out: &mut Vec<u8>) -> Status {
+    http::write_simple(
+        out,
+        c,
+        Status::NotFound,
+        http::JSON,
+        b"",
+        br#"{"error":"post not found"}"#,
+        head,
+    );
+    Status::NotFound
+}
+
+/// 503 for a post that is not in memory and could not be read from Redis.
+fn unavailable(c: &Common<'_>, head: bool, e: &FillError, out: &mut Vec<u8>) -> Status {
+    let body: &[u8] = match e {
+        FillError::Busy => {
+            br#"{"error":"post not in memory and too many reads from redis in flight; retry"}"#
+        }
+        FillError::Timeout => {
+            br#"{"error":"post not in memory and redis did not answer in time; retry"}"#
+        }
+        FillError::Redis(_) => br#"{"error":"post not in memory and redis cannot be read; retry"}"#,
+    };
+    http::write_simple(
+        out,
+        c,
+        Status::ServiceUnavailable,
+        http::JSON,
+        b"Retry-After: 1\r\n",
+        body,
+        head,
+    );
+    Status::ServiceUnavailable
 }
 
 #[cfg(test)]
@@ -464,6 +587,7 @@ mod tests {
             config: crate::Config::new("redis://127.0.0.1:1"),
             store,
             status: Arc::new(SyncStatus::new()),
+            filler: None,
             metrics: vec![CoreMetrics::default()].into_boxed_slice(),
             stop: AtomicBool::new(false),
             tag: 7,
@@ -493,11 +617,11 @@ mod tests {
         );
         let mut out = Vec::with_capacity(64 << 10);
         // Warm up: the first guard registers this thread with the map's collector.
-        let warm = process(&core, input.as_bytes(), &mut out);
+        let warm = process(&core, input.as_bytes(), &mut out, &mut None);
         assert_eq!((warm.answered, warm.close), (5, false));
         out.clear();
         let before = allocations();
-        let b = process(&core, input.as_bytes(), &mut out);
+        let b = process(&core, input.as_bytes(), &mut out, &mut None);
         let after = allocations();
         assert_eq!((b.answered, b.consumed, b.close), (5, input.len(), false));
         assert_eq!(after - before, 0, "the request path allocated");

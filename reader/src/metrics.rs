@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use heavyread_sync::{Store, SyncStatus};
+use heavyread_sync::{Filler, Store, SyncStatus};
 
 use crate::http::Status;
 
@@ -123,6 +123,10 @@ pub struct CoreMetrics {
     /// A gauge kept by the owner; only ever read by others.
     open: AtomicU64,
     timeouts: [AtomicU64; 3],
+    /// `/post` lookups answered from memory (bounded stores only).
+    hits: AtomicU64,
+    /// `/post` lookups of ids not in memory (bounded stores only).
+    misses: AtomicU64,
 }
 
 impl Default for CoreMetrics {
@@ -138,6 +142,8 @@ impl Default for CoreMetrics {
             rejected: AtomicU64::new(0),
             open: AtomicU64::new(0),
             timeouts: std::array::from_fn(|_| AtomicU64::new(0)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 }
@@ -200,6 +206,18 @@ impl CoreMetrics {
         add(&self.timeouts[t as usize], 1);
     }
 
+    /// A `/post` lookup of a bounded store found the id in memory.
+    #[inline]
+    pub fn hit(&self) {
+        add(&self.hits, 1);
+    }
+
+    /// A `/post` lookup of a bounded store did not find the id in memory.
+    #[inline]
+    pub fn miss(&self) {
+        add(&self.misses, 1);
+    }
+
     /// Currently open connections of this core.
     pub fn open_connections(&self) -> u64 {
         get(&self.open)
@@ -229,6 +247,8 @@ pub struct Scrape<'a> {
     pub status: &'a SyncStatus,
     /// What `/ready` answers now.
     pub ready: bool,
+    /// The read-through fills, when the store is bounded.
+    pub filler: Option<&'a Filler>,
 }
 
 /// Appends the whole `/metrics` page to `out`.
@@ -353,6 +373,74 @@ pub fn render(out: &mut String, s: &Scrape<'_>) {
         let _ = writeln!(out, "{name} {v}");
     }
 
+    let budget = s.store.budget();
+    let cache: [(&str, &str, &str, u64); 10] = [
+        (
+            "heavyread_reader_store_budget_bytes",
+            "gauge",
+            "The store's byte budget (--max-memory); 0 when every post is held.",
+            budget.unwrap_or(0),
+        ),
+        (
+            "heavyread_reader_cache_hits_total",
+            "counter",
+            "Post lookups answered from memory (counted when --max-memory is set).",
+            sum(cores, |c| &c.hits),
+        ),
+        (
+            "heavyread_reader_cache_misses_total",
+            "counter",
+            "Post lookups of ids not in memory (counted when --max-memory is set).",
+            sum(cores, |c| &c.misses),
+        ),
+        (
+            "heavyread_reader_evictions_total",
+            "counter",
+            "Posts evicted to stay under --max-memory.",
+            s.store.evictions(),
+        ),
+        (
+            "heavyread_reader_fills_total",
+            "counter",
+            "Ids read through from Redis on a miss (found or not).",
+            s.filler.map_or(0, |f| get(&f.counters().fills)),
+        ),
+        (
+            "heavyread_reader_fill_errors_total",
+            "counter",
+            "Misses answered 503: Redis failed or was too slow, or too many fills were in flight.",
+            s.filler.map_or(0, |f| get(&f.counters().fill_errors)),
+        ),
+        (
+            "heavyread_reader_fill_reads_total",
+            "counter",
+            "Round trips to Redis for fills (one HMGET serves many ids).",
+            s.filler.map_or(0, |f| get(&f.counters().redis_reads)),
+        ),
+        (
+            "heavyread_reader_fills_coalesced_total",
+            "counter",
+            "Misses that joined a fill already in flight for the same id.",
+            s.filler.map_or(0, |f| get(&f.counters().coalesced)),
+        ),
+        (
+            "heavyread_reader_negative_hits_total",
+            "counter",
+            "Misses answered 404 because Redis recently had no such id.",
+            s.filler.map_or(0, |f| get(&f.counters().negative_hits)),
+        ),
+        (
+            "heavyread_reader_fills_in_flight",
+            "gauge",
+            "Ids waiting for Redis now.",
+            s.filler.map_or(0, |f| f.in_flight() as u64),
+        ),
+    ];
+    for (name, kind, help, v) in cache {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+
     let name = "heavyread_reader_build_info";
     header(
         out,
@@ -405,6 +493,7 @@ mod tests {
                 store: &store,
                 status: &status,
                 ready: false,
+                filler: None,
             },
         );
         let v = |s: &str| value(&page, s).unwrap_or_else(|| panic!("{s} missing in\n{page}"));

@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-use heavyread_sync::{Store, Subscriber, SyncStatus};
+use heavyread_sync::{Filler, Store, Subscriber, SyncStatus};
 use tracing::{info, warn};
 
 use crate::executor::{self, Core};
@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     /// The sync thread's state, for `/ready` and `/metrics`.
     pub status: Arc<SyncStatus>,
+    /// Read-through fills, when `--max-memory` bounds the store.
+    pub filler: Option<Filler>,
     /// One block of counters per executor, indexed by executor.
     pub metrics: Box<[CoreMetrics]>,
     /// Raised to make every executor stop accepting and drain.
@@ -96,6 +98,7 @@ impl ReaderHandle {
                 store: &self.shared.store,
                 status: &self.shared.status,
                 ready: self.is_ready(),
+                filler: self.shared.filler.as_ref(),
             },
         );
         out
@@ -173,11 +176,12 @@ pub fn start(config: Config) -> Result<ReaderHandle, Error> {
         (cpus.len() as u64).saturating_mul(config.max_connections_per_core as u64) + 256,
     );
 
-    let (store, writer) = Store::new();
+    let (store, writer) = Store::with_budget(config.max_memory);
     let subscriber = Subscriber::spawn(config.sync_config(), writer)?;
     let shared = Arc::new(Shared {
         store,
         status: Arc::clone(subscriber.status()),
+        filler: subscriber.filler().cloned(),
         metrics: (0..cpus.len()).map(|_| CoreMetrics::default()).collect(),
         stop: AtomicBool::new(false),
         tag: request_id::process_tag(),
@@ -216,6 +220,7 @@ pub fn start(config: Config) -> Result<ReaderHandle, Error> {
         io_memory = c.io_memory,
         max_connections_per_core = c.max_connections_per_core,
         max_staleness_ms = c.max_staleness.as_millis() as u64,
+        max_memory = c.max_memory.unwrap_or(0),
         "reader listening"
     );
     Ok(handle)

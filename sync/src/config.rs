@@ -29,6 +29,8 @@ pub struct SyncConfig {
     /// Messages buffered between the subscription and the applier; when full,
     /// Redis buffers, and past its limit drops the subscriber (a gap, repaired).
     pub channel_capacity: usize,
+    /// Read-through fills, used when the store is bounded.
+    pub fill: crate::fill::FillConfig,
 }
 
 impl SyncConfig {
@@ -45,6 +47,7 @@ impl SyncConfig {
             scan_batch: 2_000,
             catch_up_batch: 1_000,
             channel_capacity: 1 << 18,
+            fill: crate::fill::FillConfig::default(),
         }
     }
 
@@ -58,6 +61,7 @@ impl SyncConfig {
             );
         }
         let keys = Keys::new(&self.prefix).map_err(|e| Error::Config(format!("prefix: {e}")))?;
+        self.fill.validate()?;
         for (name, d) in [
             ("ping interval", self.ping_interval),
             ("ping timeout", self.ping_timeout),

@@ -20,7 +20,9 @@
 //!
 //! - [`record`]: the binary record format, strict decoder.
 //! - [`schema`]: key names and the Redis Function library.
-//! - [`store`]: the map, its entries and its single writer.
+//! - [`store`]: the map, its entries and its single writer (unbounded, or
+//!   bounded by a byte budget with CLOCK eviction).
+//! - [`fill`]: read-through fills from Redis for a bounded store.
 //! - [`subscriber`]: the sync thread.
 //! - [`status`]: what the sync thread reports (state, counters, histogram).
 //! - `publisher` (feature `publisher`): the async writer side; the reader
@@ -31,6 +33,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fill;
 #[cfg(feature = "publisher")]
 pub mod publisher;
 pub mod record;
@@ -43,6 +46,7 @@ pub mod testing;
 
 pub use config::SyncConfig;
 pub use error::Error;
+pub use fill::{FillConfig, FillError, FillOutcome, Filler};
 #[cfg(feature = "publisher")]
 pub use publisher::{Publisher, Written};
 pub use record::{Op, RecordRef};

@@ -38,6 +38,8 @@ pub struct Counters {
     pub records_applied: AtomicU64,
     /// Records already superseded when they arrived (duplicates, older versions).
     pub records_stale: AtomicU64,
+    /// Changes to ids a bounded store does not hold, not admitted.
+    pub records_skipped: AtomicU64,
     /// Records that failed to decode, on the channel or in the hash.
     pub malformed_records: AtomicU64,
     /// Times a message was not `last + 1`.

@@ -25,6 +25,7 @@ use redis::Value;
 use tracing::{debug, info, warn};
 
 use crate::config::{redacted, SyncConfig};
+use crate::fill::{FillLink, FillThreads, Filler, Slot};
 use crate::record::{now_ns, Op, RecordRef};
 use crate::schema::Keys;
 use crate::status::SyncStatus;
@@ -38,13 +39,27 @@ pub struct Subscriber {
     store: Arc<Store>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    filler: Option<Filler>,
+    fill_threads: Option<FillThreads>,
 }
 
 impl Subscriber {
     /// Validates `config` and starts the sync thread, which then owns `writer`.
+    /// A bounded store also gets read-through fill threads ([`Self::filler`]).
     pub fn spawn(config: SyncConfig, writer: StoreWriter) -> Result<Self, Error> {
         let keys = config.validate()?;
         let client = redis::Client::open(config.redis_url.as_str())?;
+        let (filler, fills, fill_threads) = if writer.store().budget().is_some() {
+            let (f, link, threads) = Filler::spawn(
+                config.fill.clone(),
+                client.clone(),
+                &keys,
+                config.command_timeout,
+            )?;
+            (Some(f), Some(link), Some(threads))
+        } else {
+            (None, None, None)
+        };
         let status = Arc::new(SyncStatus::new());
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::clone(writer.store());
@@ -58,6 +73,7 @@ impl Subscriber {
             epoch: None,
             last: 0,
             last_fp: None,
+            fills,
             synced: false,
             reached_live: false,
         };
@@ -69,7 +85,14 @@ impl Subscriber {
             store,
             stop,
             thread: Some(thread),
+            filler,
+            fill_threads,
         })
+    }
+
+    /// The read-through fills of a bounded store; `None` when unbounded.
+    pub fn filler(&self) -> Option<&Filler> {
+        self.filler.as_ref()
     }
 
     /// State, counters and propagation histogram of the sync thread.
@@ -92,6 +115,7 @@ impl Subscriber {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.fill_threads.take();
     }
 }
 
@@ -123,6 +147,8 @@ struct SyncThread {
     /// Fingerprint of the change at `last`, when known: proves on reconnect
     /// that Redis still holds the same history up to `last`.
     last_fp: Option<Fingerprint>,
+    /// Completed read-through fills to admit (bounded stores).
+    fills: Option<FillLink>,
     /// A full sync has completed.
     synced: bool,
     /// The current session got to live mode (resets the backoff).
@@ -179,7 +205,7 @@ impl SyncThread {
     }
 
     /// Sleeps up to `d`, waking early on stop.
-    fn sleep(&self, d: Duration) {
+    fn sleep(&mut self, d: Duration) {
         let end = Instant::now() + d;
         while !self.stopped() {
             let now = Instant::now();
@@ -187,6 +213,32 @@ impl SyncThread {
                 return;
             }
             std::thread::sleep((end - now).min(Duration::from_millis(50)));
+            self.drain_fills();
+        }
+    }
+
+    /// Admits every completed fill (see [`crate::fill`] for why a fill that
+    /// raced with a newer change is dropped).
+    fn drain_fills(&mut self) {
+        let Some(link) = self.fills.take() else {
+            return;
+        };
+        let slots: Vec<Arc<Slot>> = link.completed().collect();
+        for slot in slots {
+            self.admit_fill(&link, &slot);
+        }
+        self.fills = Some(link);
+    }
+
+    fn admit_fill(&mut self, link: &FillLink, slot: &Slot) {
+        link.admit(slot, &mut self.writer);
+    }
+
+    /// A change to `id` at `version` is being applied (or skipped): fills in
+    /// flight for it must not go back behind it.
+    fn note_change(&self, id: &str, version: u64) {
+        if let Some(link) = &self.fills {
+            link.saw_change(id, version);
         }
     }
 
@@ -214,11 +266,26 @@ impl SyncThread {
         self.status.set_connected(true);
         self.sync_up(&mut con)?;
         self.reached_live = true;
+        let fill_rx = self.fills.as_ref().map(|l| l.receiver().clone());
         loop {
             if self.stopped() {
                 return Ok(());
             }
-            match rx.recv_timeout(Duration::from_millis(100)) {
+            let event = match &fill_rx {
+                None => rx.recv_timeout(Duration::from_millis(100)),
+                Some(fill_rx) => crossbeam_channel::select! {
+                    recv(rx) -> m => m.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(fill_rx) -> slot => {
+                        if let (Ok(slot), Some(link)) = (slot, self.fills.take()) {
+                            self.admit_fill(&link, &slot);
+                            self.fills = Some(link);
+                        }
+                        continue;
+                    }
+                    default(Duration::from_millis(100)) => Err(RecvTimeoutError::Timeout),
+                },
+            };
+            match event {
                 Ok(Event::Message(bytes)) => {
                     self.status.touch();
                     self.on_message(&bytes, &mut con)?;
@@ -303,6 +370,11 @@ impl SyncThread {
     fn full_resync(&mut self, con: &mut redis::Connection, force: bool) -> Result<(), Error> {
         let started = Instant::now();
         SyncStatus::add(&self.status.counters.full_resyncs);
+        if force {
+            if let Some(link) = &self.fills {
+                link.forget_absent();
+            }
+        }
         self.writer.begin_resync();
         let (epoch, v0) = self.read_state(con)?;
         let fp0 = self.fingerprint_at(con, v0)?;
@@ -351,6 +423,7 @@ impl SyncThread {
                 if self.stopped() {
                     return Err(Error::Protocol("stopping".into()));
                 }
+                self.drain_fills();
                 let mut it = page?.into_iter();
                 while let (Some(field), Some(value)) = (it.next(), it.next()) {
                     scanned += 1;
@@ -365,6 +438,7 @@ impl SyncThread {
                                 && rec.id.as_bytes() == field.as_slice()
                                 && rec.version > 0 =>
                         {
+                            self.note_change(rec.id, rec.version);
                             let applied = self.writer.resync_put(&rec, force);
                             self.count(applied);
                         }
@@ -477,8 +551,10 @@ impl SyncThread {
                     "HMGET answered a different number of values".into(),
                 ));
             }
+            self.drain_fills();
             for (e, rec) in entries.iter().zip(recs) {
                 let (v, id) = (e.version, e.id.as_str());
+                self.note_change(id, v);
                 match rec {
                     // The id is gone now: whatever the log says it was, it is deleted as of `v` or later.
                     None => {
@@ -536,6 +612,7 @@ impl SyncThread {
             return Ok(());
         }
         if rec.version == self.last + 1 {
+            self.note_change(rec.id, rec.version);
             let applied = match rec.op {
                 Op::Put => self.writer.put(&rec),
                 Op::Delete => self.writer.delete(rec.id, rec.version),
@@ -544,7 +621,7 @@ impl SyncThread {
             self.last = rec.version;
             self.last_fp = Some(Fingerprint::new(rec.written_at_ns, rec.id));
             self.status.set_last_version(rec.version);
-            if applied != Applied::Stale {
+            if !matches!(applied, Applied::Stale | Applied::Skipped) {
                 self.status.record_applied(rec.written_at_ns, now_ns());
             }
             return Ok(());
@@ -562,6 +639,7 @@ impl SyncThread {
         let c = &self.status.counters;
         match applied {
             Applied::Stale => SyncStatus::add(&c.records_stale),
+            Applied::Skipped => SyncStatus::add(&c.records_skipped),
             _ => SyncStatus::add(&c.records_applied),
         }
     }
