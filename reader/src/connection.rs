@@ -445,8 +445,10 @@ fn post(
         }
     };
     let store = &core.shared.store;
+    // The second look at a request that waited for a fill: its miss is counted.
+    let retry = filled.take_if(|f| *f.id == *id);
     if let Some(entry) = store.get(id, guard) {
-        if store.budget().is_some() {
+        if retry.is_none() && store.budget().is_some() {
             core.metrics().hit();
         }
         return Ok(answer(core, req, c, head, entry, out));
@@ -454,7 +456,7 @@ fn post(
     let Some(filler) = &core.shared.filler else {
         return Ok(not_found(c, head, out));
     };
-    if let Some(f) = filled.take_if(|f| *f.id == *id) {
+    if let Some(f) = retry {
         return Ok(match f.outcome {
             Ok(Some(entry)) => answer(core, req, c, head, &entry, out),
             Ok(None) => not_found(c, head, out),
