@@ -116,10 +116,12 @@ fn a_bounded_reader_serves_100_mb_through_a_10_mb_budget() {
     assert!(hits > 15_000, "{hits} hits for 20,000 reads of 200 hot ids");
     promtool_check(&page);
     #[allow(clippy::print_stderr)] // The test's measurement, for the person running it.
-    eprintln!(
-        "[bounded] {} reads in {took:?}: {hits} hits, {misses} misses",
-        POSTS + 20_000
-    );
+    {
+        eprintln!(
+            "[bounded] {} reads in {took:?}: {hits} hits, {misses} misses",
+            POSTS + 20_000
+        );
+    }
 }
 
 #[test]

@@ -27,10 +27,10 @@ use crate::metrics::{Metrics, Route};
 use crate::post::{Limits, Post};
 use crate::Config;
 
-/// After answering 413 mid-body, read and drop at most this much more of
-/// the body, for at most [`DRAIN_FOR`], so the client sees the answer rather
-/// than a reset connection.
-const DRAIN_BYTES: usize = 1 << 20;
+/// Before answering 413, read and drop at most this much more of the body,
+/// for at most [`DRAIN_FOR`], so the client sees the answer rather than a
+/// connection reset by unread bytes.
+const DRAIN_BYTES: usize = 8 << 20;
 const DRAIN_FOR: Duration = Duration::from_secs(1);
 
 /// What every handler shares.
@@ -161,6 +161,7 @@ pub(crate) async fn read_body(
         limit: limit as u64,
     };
     if content_length(headers).is_some_and(|n| n > limit as u64) {
+        drain(body.into_data_stream()).await;
         return Err(too_large);
     }
     let mut stream = body.into_data_stream();
