@@ -39,7 +39,9 @@ unit:
 
 # bench-smoke: every benchmark step on tiny sizes, so the suite keeps working
 # (it checks that each step produced numbers, not that they are fast).
-test: deps-test lint unit ops-check bench-smoke
+# soak-smoke: the soak for 60 s (80% of the measured read rate plus 1k
+# writes/s): no errors, RSS and descriptors flat (bench/soak.sh).
+test: deps-test lint unit ops-check bench-smoke soak-smoke
 
 # ops/: checks of the deployment files, the live binaries under the shipped
 # seccomp filters, and the bare-metal demo (ops/check.sh says what each does).
@@ -93,9 +95,16 @@ compose-bench:
 	@ops/compose.sh bench
 
 # Benchmarks: a private local stack, every measurement, bench/benchmark-report.md (see bench/run_benchmark.sh).
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke soak soak-smoke
 bench:
 	bench/run_benchmark.sh
 
 bench-smoke:
 	bench/run_benchmark.sh --smoke
+
+# The 10-minute soak (bench/soak.sh --help for its settings and pass criteria).
+soak:
+	bench/soak.sh
+
+soak-smoke:
+	bench/soak.sh --seconds 60
