@@ -76,7 +76,11 @@ BENCH=$BIN/heavyread-bench
 READER=$BIN/heavyread-reader
 WRITER=$BIN/heavyread-writer
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release --locked -p heavyread-reader -p heavyread-writer -p heavyread-bench
+    # One package per invocation, as in the Makefile: built together, cargo
+    # would unify features and link the writer's tokio into the reader.
+    for pkg in heavyread-reader heavyread-writer heavyread-bench; do
+        cargo build --release --locked -p "$pkg"
+    done
 fi
 
 WORK=$(mktemp -d /tmp/heavyread-soak.XXXXXX)
