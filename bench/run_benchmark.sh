@@ -9,8 +9,12 @@
 #   bench/run_benchmark.sh           full run (about 10 minutes on 2 CPUs)
 #   bench/run_benchmark.sh --smoke   tiny sizes, about a minute; fails unless
 #                                    every step produced numbers (CI)
+#   STEPS=bounded bench/run_benchmark.sh --smoke   one step (and the setup) only
 #
 # Settings (environment; full-run defaults, smoke defaults in brackets):
+#   STEPS="read propagation writes memory bounded"   steps to run: read (sections
+#                             1-3 and 7), propagation (4), writes (8), memory (5-6),
+#                             bounded (9, issue 8); report --check judges only these
 #   N=100000 [2000]           posts seeded for the read runs
 #   BIG_N=1000000 [5000]      posts for the memory and cold-start runs
 #   BODY_LEN=350              mean JSON body size in bytes
@@ -26,8 +30,14 @@
 #   WRITE_SECS=5 [1]          seconds of /create
 #   BULK_N=100000 [5000]      posts in the /bulk throughput run
 #   COLD_RUNS=3 [1]           reader cold starts timed
+#   BOUNDED_N=N [30000]       posts of the bounded-memory step (its own prefix);
+#                             10% of their accounted bytes must reach the
+#                             reader's 1 MiB minimum budget
+#   ZIPF_S=0.99               Zipf skew of the bounded-memory load
+#   HIT_ROUNDS=2 [1]          rounds of the CPU-per-hit comparison
 #   SERVER_CPU=0 CLIENT_CPU=1 CPUs for the pinned runs
 #   SKIP_BUILD=1              use the binaries already in target/release
+#   READER_BIN, WRITER_BIN    other reader / writer binaries (default: target/release)
 #   KEEP=1                    keep the temporary folder (logs, static files)
 #   RESULTS, REPORT, PLOTS    where results, the report and the plots go
 set -euo pipefail
@@ -49,10 +59,23 @@ ROOT=$PWD
 if [ "$SMOKE" = 1 ]; then
     : "${N:=2000}" "${BIG_N:=5000}" "${DURATION:=2}" "${WARMUP:=1}" "${PROP_SECS:=1}"
     : "${BW_REQUESTS:=5000}" "${WRITE_SECS:=1}" "${BULK_N:=5000}" "${COLD_RUNS:=1}"
+    : "${BOUNDED_N:=30000}" "${HIT_ROUNDS:=1}"
 else
     : "${N:=100000}" "${BIG_N:=1000000}" "${DURATION:=10}" "${WARMUP:=2}" "${PROP_SECS:=10}"
     : "${BW_REQUESTS:=200000}" "${WRITE_SECS:=5}" "${BULK_N:=100000}" "${COLD_RUNS:=3}"
+    : "${BOUNDED_N:=$N}" "${HIT_ROUNDS:=2}"
 fi
+: "${ZIPF_S:=0.99}"
+ALL_STEPS="read propagation writes memory bounded"
+: "${STEPS:=$ALL_STEPS}"
+for st in $STEPS; do
+    case " $ALL_STEPS " in
+        *" $st "*) ;;
+        *) echo "STEPS: unknown step $st (steps: $ALL_STEPS)" >&2; exit 2 ;;
+    esac
+done
+# step NAME: whether NAME is one of STEPS.
+step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 : "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${PROP_RATES:=1000 10000}"
 : "${PROP_TRACK_RATE:=1000}"
 : "${SERVER_CPU:=0}" "${CLIENT_CPU:=1}"
@@ -78,8 +101,8 @@ rm -f "$RESULTS"/*.json "$RESULTS"/settings.txt
 
 BIN=$ROOT/target/release
 BENCH=$BIN/heavyread-bench
-READER=$BIN/heavyread-reader
-WRITER=$BIN/heavyread-writer
+READER=${READER_BIN:-$BIN/heavyread-reader}
+WRITER=${WRITER_BIN:-$BIN/heavyread-writer}
 WRK_DIR=$ROOT/bench/wrk
 NCPU=$(nproc)
 
@@ -269,7 +292,11 @@ pin_redis() { taskset -a -p -c "$1" "$REDIS_PID" >/dev/null; }
 section "setup ($([ "$SMOKE" = 1 ] && echo smoke || echo full) run; work folder $WORK)"
 ops/install-deps.sh bench
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release --locked -p heavyread-reader -p heavyread-writer -p heavyread-bench
+    # One package per invocation, as in the Makefile: built together, cargo
+    # would unify features and link the writer's tokio into the reader.
+    for pkg in heavyread-reader heavyread-writer heavyread-bench; do
+        cargo build --release --locked -p "$pkg"
+    done
 fi
 if [ "$NCPU" -lt 2 ]; then
     echo "note: $NCPU CPU: server and wrk share it in the pinned runs" >&2
@@ -293,6 +320,10 @@ BW_REQUESTS=$BW_REQUESTS
 WRITE_SECS=$WRITE_SECS
 BULK_N=$BULK_N
 COLD_RUNS=$COLD_RUNS
+BOUNDED_N=$BOUNDED_N
+ZIPF_S=$ZIPF_S
+HIT_ROUNDS=$HIT_ROUNDS
+STEPS=$STEPS
 SERVER_CPU=$SERVER_CPU
 CLIENT_CPU=$CLIENT_CPU
 REDIS=appendonly yes, appendfsync everysec, save off, otherwise defaults
@@ -317,6 +348,8 @@ wait_http "http://$WRITER_ADDR/ready"
 
 section "seed: $N posts through /bulk"
 "$BENCH" seed --writer "$WRITER_ADDR" --posts "$N" --body-len "$BODY_LEN" --json "$RESULTS/seed.json"
+
+if step read; then
 "$BENCH" export --redis-url "$REDIS_URL" --dir "$WORK/static" --json "$RESULTS/export.json"
 
 # ---------------------------------------------------------------- 1-2. reads, 1 core
@@ -365,8 +398,10 @@ stop "$PID"
 axum_start axum-2 2 ""
 wrk_run read-axum-2 "axum (2 workers) + redis-server" "$ADDR" random.lua no 2 1 "$PID" "$REDIS_PID"
 stop "$PID"
+fi # step read
 
 # ---------------------------------------------------------------- 4. propagation
+if step propagation; then
 section "4. propagation to 3 readers at $PROP_RATES writes/s"
 # One executor each, spread over the CPUs (reader i on CPU (i-1) mod NCPU).
 PROP_READERS=()
@@ -382,13 +417,17 @@ for rate in $PROP_RATES; do
         --track-every "$every" --body-len "$BODY_LEN" --json "$RESULTS/propagation-$rate.json"
 done
 for p in "${PROP_PIDS[@]}"; do stop "$p"; done
+fi # step propagation
 
 # ---------------------------------------------------------------- 8. writer
+if step writes; then
 section "8. writer: /create with 64 clients, then /bulk of $BULK_N posts"
 "$BENCH" writes --writer "$WRITER_ADDR" --clients 64 --secs "$WRITE_SECS" --bulk "$BULK_N" \
     --body-len "$BODY_LEN" --pid "$WRITER_PID" --pid "$REDIS_PID" --json "$RESULTS/writes.json"
+fi # step writes
 
 # ---------------------------------------------------------------- 5-6. memory, cold start
+if step memory; then
 section "5. memory per reader at $BIG_N posts; 6. cold start"
 BIG_PORT=$(free_port)
 BIG_ADDR=127.0.0.1:$BIG_PORT
@@ -403,7 +442,37 @@ stop "$BIG_PID"
 "$BENCH" coldstart --redis-url "$REDIS_URL" --prefix hr-big --reader-bin "$READER" \
     --reader-arg=--cores --reader-arg=1 --reader-log "$LOGS/coldstart-reader.log" \
     --expect "$BIG_N" --runs "$COLD_RUNS" --json "$RESULTS/coldstart.json"
+fi # step memory
+
+# ---------------------------------------------------------------- 9. bounded memory
+# Its own prefix, seeded with the same generator (post-0 .. post-(BOUNDED_N-1),
+# the same bodies as the read set), so it holds exactly the posts the Zipf load
+# asks for whatever ran before. A failure here still lets the report be written
+# (and `report --check` then fails on the missing step).
+BOUNDED_FAILED=0
+if step bounded; then
+section "9. bounded memory (issue 8): Zipf s=$ZIPF_S over $BOUNDED_N posts, unbounded and at 50% and 10% budgets; CPU per hit"
+BOUNDED_PORT=$(free_port)
+BOUNDED_ADDR=127.0.0.1:$BOUNDED_PORT
+start writer-bounded env RUST_LOG=warn HEAVYREAD_WRITER_LISTEN="$BOUNDED_ADDR" HEAVYREAD_REDIS_URL="$REDIS_URL" \
+    HEAVYREAD_PREFIX=hr-bounded "$WRITER"
+BOUNDED_WRITER_PID=$PID
+wait_http "http://$BOUNDED_ADDR/ready"
+"$BENCH" seed --writer "$BOUNDED_ADDR" --posts "$BOUNDED_N" --body-len "$BODY_LEN" --no-progress
+stop "$BOUNDED_WRITER_PID"
+"$BENCH" bounded --redis-url "$REDIS_URL" --prefix hr-bounded --reader-bin "$READER" \
+    --reader-arg=--cores --reader-arg=1 --reader-log "$LOGS/bounded-reader.log" \
+    --server-cpus "$SERVER_CPU" --cpus "$CLIENT_CPU" --redis-pid "$REDIS_PID" --wrk-dir "$WRK_DIR" \
+    --ids "$BOUNDED_N" --zipf-s "$ZIPF_S" --hit-rounds "$HIT_ROUNDS" --connections "$CONNECTIONS" \
+    --secs "$DURATION" --warmup "$WARMUP" --json "$RESULTS/bounded.json" || BOUNDED_FAILED=1
+fi # step bounded
 
 # ---------------------------------------------------------------- report
 section "report"
-"$BENCH" report --results "$RESULTS" --out "$REPORT" --plots "$PLOTS" --check
+rc=0
+"$BENCH" report --results "$RESULTS" --out "$REPORT" --plots "$PLOTS" --check --steps "$STEPS" || rc=$?
+if [ "$BOUNDED_FAILED" = 1 ]; then
+    echo "the bounded-memory step (9) failed: see its message above" >&2
+    rc=1
+fi
+exit "$rc"

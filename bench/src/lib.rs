@@ -19,6 +19,8 @@
 //! - `wrk`: one wrk run with the server's CPU time from `/proc`, parsed.
 //! - `propagation`, `memory`, `coldstart`, `bandwidth`, `writes`: the other
 //!   measurements of the suite.
+//! - `bounded`: the reader with a memory budget (issue 8) under a Zipf load
+//!   (`wrk/zipf.lua`), and its CPU per request on hits.
 //! - `baseline`: the axum service that reads Redis on every request.
 //! - `report`, `plot`: the markdown report and its SVG plots.
 //! - `client`: a minimal keep-alive HTTP/1.1 client that counts bytes.
@@ -32,6 +34,7 @@
 
 pub mod bandwidth;
 pub mod baseline;
+pub mod bounded;
 pub mod client;
 pub mod coldstart;
 pub mod data;

@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use heavyread_bench::process::{free_addr, sibling_binary, ReaderCommand};
-use heavyread_bench::report::{render, Results, RunInfo};
+use heavyread_bench::report::{render, Results, RunInfo, STEPS};
 use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
 use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
 use heavyread_bench::{
-    bandwidth, baseline, coldstart, export, memory, propagation, seed, writes, wrk,
+    bandwidth, baseline, bounded, coldstart, export, memory, propagation, seed, writes, wrk,
 };
 
 #[derive(Parser, Debug)]
@@ -55,6 +55,8 @@ impl ReaderArgs {
             prefix: self.prefix.clone(),
             args: self.reader_args.clone(),
             log: self.reader_log.clone(),
+            cpus: None,
+            env: Vec::new(),
         }
     }
 }
@@ -271,6 +273,51 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The reader with a memory budget (issue 8): Zipf load unbounded and at
+    /// budgets of 50% and 10% of the data, then CPU per request on hits.
+    Bounded {
+        #[command(flatten)]
+        reader: ReaderArgs,
+        /// Pin the readers to these CPUs (`taskset -c`).
+        #[arg(long)]
+        server_cpus: Option<String>,
+        /// Pin wrk to these CPUs (`taskset -c`).
+        #[arg(long)]
+        cpus: Option<String>,
+        /// redis-server's pid: its CPU (fills) is measured in the Zipf runs.
+        #[arg(long)]
+        redis_pid: Option<u32>,
+        /// Folder of the wrk scripts (`zipf.lua`, `random.lua`).
+        #[arg(long, default_value = "bench/wrk")]
+        wrk_dir: PathBuf,
+        /// Posts seeded (post-0 .. post-(ids-1)); the prefix must hold exactly these.
+        #[arg(long, default_value_t = 100_000)]
+        ids: u64,
+        /// Zipf skew.
+        #[arg(long, default_value_t = 0.99)]
+        zipf_s: f64,
+        /// Budget as a share of the data's accounted bytes (repeatable).
+        #[arg(long = "share", default_values_t = [0.5, 0.1])]
+        shares: Vec<f64>,
+        /// Rounds of the CPU-per-hit comparison (unbounded, bounded alternating).
+        #[arg(long, default_value_t = 2)]
+        hit_rounds: u32,
+        /// wrk connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Measured seconds per run.
+        #[arg(long, default_value_t = 10)]
+        secs: u32,
+        /// Unmeasured warm-up seconds before each run.
+        #[arg(long, default_value_t = 2)]
+        warmup: u32,
+        /// Seconds a reader may take to load the posts.
+        #[arg(long, default_value_t = 600.0)]
+        timeout: f64,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Bytes on the wire for N requests with a share of revalidations.
     Bandwidth {
         /// Server (host:port).
@@ -361,6 +408,10 @@ enum Cmd {
         /// Fail unless every step produced numbers.
         #[arg(long)]
         check: bool,
+        /// Steps that ran, space- or comma-separated (default: all); `--check`
+        /// judges only these (and the setup).
+        #[arg(long)]
+        steps: Option<String>,
     },
     /// Prints a free TCP port on 127.0.0.1.
     FreePort,
@@ -606,6 +657,81 @@ async fn run(cmd: Cmd) -> Result<()> {
             );
             write_opt(json.as_deref(), &r)?;
         }
+        Cmd::Bounded {
+            reader,
+            server_cpus,
+            cpus,
+            redis_pid,
+            wrk_dir,
+            ids,
+            zipf_s,
+            shares,
+            hit_rounds,
+            connections,
+            secs,
+            warmup,
+            timeout,
+            json,
+        } => {
+            let o = bounded::BoundedOptions {
+                reader: ReaderCommand {
+                    cpus: server_cpus,
+                    ..reader.command()
+                },
+                redis_pid,
+                wrk_dir,
+                ids,
+                zipf_s,
+                shares,
+                hit_rounds,
+                connections,
+                secs,
+                warmup_secs: warmup,
+                client_cpus: cpus,
+                limit: Duration::from_secs_f64(timeout),
+            };
+            let r = bounded::bounded(&o, |x| {
+                let budget = if x.bounded() {
+                    format!(
+                        "budget {} ({:.0}%), resident {}",
+                        fmt_bytes(x.budget_bytes as f64),
+                        x.budget_share * 100.0,
+                        fmt_bytes(x.resident_bytes() as f64)
+                    )
+                } else {
+                    format!("no budget, resident {}", fmt_bytes(x.resident_bytes() as f64))
+                };
+                let hits = match (x.hit_ratio(), x.lru_estimate) {
+                    (Some(h), Some(l)) => format!("hit ratio {:.1}% (LRU est. {:.1}%)", h * 100.0, l * 100.0),
+                    (Some(h), None) => format!("hit ratio {:.1}%", h * 100.0),
+                    (None, _) => "no hits counted".to_owned(),
+                };
+                println!(
+                    "{}: {} req/s  p99 {}  {hits}  fills {}  evictions {}  fill errors {}  {budget}  CPU µs/req reader {:.2} redis {:.2}  errors {}",
+                    x.label,
+                    fmt_count(x.wrk.req_per_sec),
+                    fmt_us(x.wrk.latency.p99),
+                    fmt_count(x.fills() as f64),
+                    fmt_count(x.evictions() as f64),
+                    x.fill_errors(),
+                    x.reader_cpu_us_per_req,
+                    x.redis_cpu_us_per_req,
+                    x.wrk.errors.total()
+                );
+            })
+            .await?;
+            if let (Some((u, b)), Some(ratio)) = (r.hit_cpu(), r.hit_cpu_ratio()) {
+                println!(
+                    "CPU per hit: unbounded {u:.2} µs, bounded {b:.2} µs, ratio {ratio:.3} (target ≤ {})",
+                    bounded::HIT_CPU_TARGET
+                );
+            }
+            write_opt(json.as_deref(), &r)?;
+            // Judged with the other steps by `report --check`.
+            for p in r.problems() {
+                println!("problem: {p}");
+            }
+        }
         Cmd::Bandwidth {
             addr,
             requests,
@@ -688,7 +814,18 @@ async fn run(cmd: Cmd) -> Result<()> {
             out,
             plots,
             check,
+            steps,
         } => {
+            let steps: Vec<&str> = match &steps {
+                Some(s) => s
+                    .split(|c: char| c == ',' || c.is_ascii_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => STEPS.to_vec(),
+            };
+            if let Some(s) = steps.iter().find(|s| !STEPS.contains(s)) {
+                bail!("--steps: unknown step {s:?} (steps: {})", STEPS.join(" "));
+            }
             let r = Results::load(&dir)?;
             let out_dir = out
                 .parent()
@@ -699,7 +836,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             let md = render(&r, &plots, &rel)?;
             std::fs::write(&out, md).with_context(|| format!("write {}", out.display()))?;
             println!("report: {} (plots in {})", out.display(), plots.display());
-            let problems = r.problems();
+            let problems = r.problems_in(&steps);
             if check {
                 if !problems.is_empty() {
                     bail!("steps without numbers:\n  {}", problems.join("\n  "));

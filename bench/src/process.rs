@@ -24,6 +24,10 @@ pub struct ReaderCommand {
     pub args: Vec<String>,
     /// File for its log output (stderr); discarded if unset.
     pub log: Option<PathBuf>,
+    /// CPUs to pin it to (`taskset -c`, which execs it: the pid stays its own).
+    pub cpus: Option<String>,
+    /// More environment (e.g. `HEAVYREAD_MAX_MEMORY`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running server; killed on drop.
@@ -37,7 +41,14 @@ pub struct Server {
 impl ReaderCommand {
     /// Starts a reader on `addr`.
     pub fn spawn(&self, addr: SocketAddr) -> Result<Server> {
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--redis-url")
@@ -50,6 +61,7 @@ impl ReaderCommand {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         match &self.log {
             Some(p) => {
                 let f = std::fs::OpenOptions::new()

@@ -7,7 +7,7 @@
 //! `seed.json`, `export.json`, `read-{reader,nginx,axum}-{1,2}.json`,
 //! `pipe-{reader,nginx,axum}.json`, `reval-reader.json`,
 //! `bandwidth-{0,80}.json`, `propagation-<rate>.json`, `memory.json`,
-//! `coldstart.json`, `writes.json`.
+//! `coldstart.json`, `writes.json`, `bounded.json`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::bandwidth::BandwidthResult;
+use crate::bounded::{
+    BoundedResult, BoundedRun, HIT_CPU_TARGET, HIT_RATIO_TOLERANCE, RESIDENT_SLACK,
+};
 use crate::coldstart::ColdstartResult;
 use crate::memory::MemoryResult;
 use crate::plot::{percentile_curves, Series};
@@ -104,7 +107,12 @@ pub struct Results {
     pub coldstart: Option<ColdstartResult>,
     /// Writer throughput.
     pub writes: Option<WritesResult>,
+    /// The bounded-memory runs (issue 8).
+    pub bounded: Option<BoundedResult>,
 }
+
+/// The steps of `run_benchmark.sh` (`STEPS`), for `report --check --steps`.
+pub const STEPS: &[&str] = &["read", "propagation", "writes", "memory", "bounded"];
 
 /// The wrk runs the suite makes, in report order.
 pub const WRK_RUNS: &[&str] = &[
@@ -142,6 +150,7 @@ impl Results {
             memory: read(&dir.join("memory.json"))?,
             coldstart: read(&dir.join("coldstart.json"))?,
             writes: read(&dir.join("writes.json"))?,
+            bounded: read(&dir.join("bounded.json"))?,
             ..Results::default()
         };
         for name in WRK_RUNS {
@@ -181,14 +190,26 @@ impl Results {
     /// What is missing or empty: one line per problem; empty when every
     /// step produced numbers.
     pub fn problems(&self) -> Vec<String> {
+        self.problems_in(STEPS)
+    }
+
+    /// [`Results::problems`] of the setup and of `steps` only (a partial run).
+    pub fn problems_in(&self, steps: &[&str]) -> Vec<String> {
         let mut p = Vec::new();
-        let mut need = |ok: bool, what: &str| {
-            if !ok {
+        if steps.contains(&"bounded") {
+            match &self.bounded {
+                None => p.push("bounded: missing".to_owned()),
+                Some(b) => p.extend(b.problems()),
+            }
+        }
+        let mut need = |step: &str, ok: bool, what: &str| {
+            if !ok && (step.is_empty() || steps.contains(&step)) {
                 p.push(what.to_owned());
             }
         };
-        need(self.run.is_some(), "run.json (machine facts) missing");
+        need("", self.run.is_some(), "run.json (machine facts) missing");
         need(
+            "",
             self.seed
                 .as_ref()
                 .is_some_and(|s| s.posts > 0 && s.body_bytes > 0),
@@ -196,55 +217,75 @@ impl Results {
         );
         for name in WRK_RUNS {
             match self.wrk(name) {
-                None => need(false, &format!("{name}: missing")),
+                None => need("read", false, &format!("{name}: missing")),
                 Some(w) => {
-                    need(w.req_per_sec > 0.0, &format!("{name}: no req/s"));
+                    need("read", w.req_per_sec > 0.0, &format!("{name}: no req/s"));
                     // wrk's percentiles are not usable with pipelining (see the caveats).
                     if w.pipeline <= 1 {
-                        need(w.latency.has_numbers(), &format!("{name}: no latency"));
+                        need(
+                            "read",
+                            w.latency.has_numbers(),
+                            &format!("{name}: no latency"),
+                        );
                     }
                     need(
+                        "read",
                         w.cpu_us_per_req > 0.0,
                         &format!("{name}: no CPU per request"),
                     );
                     need(
+                        "read",
                         w.errors.total() == 0,
                         &format!("{name}: {} errors", w.errors.total()),
                     );
                 }
             }
         }
-        need(self.bandwidth.len() == 2, "bandwidth: missing a run");
+        need(
+            "read",
+            self.bandwidth.len() == 2,
+            "bandwidth: missing a run",
+        );
         for b in &self.bandwidth {
             need(
+                "read",
                 b.bytes_received > 0 && b.ok_bytes > 0 && b.not_modified_bytes > 0,
                 &format!("bandwidth {}%: no bytes", b.share * 100.0),
             );
             need(
+                "read",
                 b.other == 0,
                 &format!("bandwidth {}%: {} bad answers", b.share * 100.0, b.other),
             );
         }
-        need(!self.propagation.is_empty(), "propagation: missing");
+        need(
+            "propagation",
+            !self.propagation.is_empty(),
+            "propagation: missing",
+        );
         for x in &self.propagation {
             need(
+                "propagation",
                 x.all.latency.has_numbers() && x.readers.iter().all(|r| r.latency.has_numbers()),
                 &format!("propagation {}/s: no latency", x.rate),
             );
         }
         need(
+            "memory",
             self.memory
                 .as_ref()
                 .is_some_and(|m| m.rss_after > 0 && m.body_bytes > 0),
             "memory: missing",
         );
         need(
+            "memory",
             self.coldstart
                 .as_ref()
                 .is_some_and(|c| !c.runs.is_empty() && c.median_secs > 0.0),
             "coldstart: missing",
         );
         need(
+            "writes",
             self.writes
                 .as_ref()
                 .is_some_and(|w| w.create.per_sec > 0.0 && w.bulk.per_sec > 0.0),
@@ -403,6 +444,172 @@ fn throughput_row(out: &mut String, name: &str, t: &Throughput, latency: bool) {
     );
 }
 
+/// A share as a percentage without needless decimals: `50%`, `12.5%`.
+fn pct(share: f64) -> String {
+    let p = format!("{:.1}", share * 100.0);
+    format!("{}%", p.strip_suffix(".0").unwrap_or(&p))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "pass"
+    } else {
+        "**fail**"
+    }
+}
+
+/// Section 9: the reader with a memory budget (issue 8).
+fn bounded_section(o: &mut String, r: &Results) {
+    o.push_str("## 9. Bounded memory (issue 8)\n\n");
+    let Some(b) = &r.bounded else {
+        o.push_str("not measured\n\n");
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "A reader started with `HEAVYREAD_MAX_MEMORY=<bytes>` keeps at most that many accounted \
+         bytes resident (CLOCK eviction) and reads other posts through from Redis when asked. \
+         The data: {} posts (`post-0` ..) in a prefix of their own, the same bodies as the read \
+         set, {} accounted by the unbounded reader (`heavyread_reader_store_bytes`). Each reader \
+         (`{}`) is pinned to CPU {}; wrk (1 thread, {} connections) to CPU {}. The load draws \
+         ids from a Zipf distribution with s = {} (`wrk/zipf.lua`; the hot ids are spread over \
+         the set). Counts are the deltas of the reader's `/metrics` over the measured run \
+         (after the warm-up); resident bytes is the larger of the two readings. The LRU \
+         estimate is the hit ratio an LRU cache holding as many posts as the run kept resident \
+         would reach on this load (Che's approximation). redis-server's CPU is counted apart: \
+         it serves the fills.\n",
+        fmt_count(b.ids as f64),
+        fmt_bytes(b.data_bytes as f64),
+        b.reader_args.join(" "),
+        setting(r, "SERVER_CPU"),
+        setting(r, "CONNECTIONS"),
+        setting(r, "CLIENT_CPU"),
+        b.zipf_s,
+    );
+    o.push_str(
+        "| run | budget | resident | ÷ budget | posts resident | req/s | p99 | hit ratio | LRU estimate | fills | evictions | errors (fill / HTTP) | reader CPU µs/req | redis CPU µs/req | target | result |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
+    );
+    for x in b.zipf() {
+        let (target, met) = x.target();
+        let ok = met && x.within_budget() && x.fill_errors() == 0 && x.wrk.errors.total() == 0;
+        let (budget, share) = if x.bounded() {
+            (
+                format!(
+                    "{} ({})",
+                    fmt_bytes(x.budget_bytes as f64),
+                    pct(x.budget_share)
+                ),
+                format!(
+                    "{:.1}%",
+                    100.0 * x.resident_bytes() as f64 / x.budget_bytes as f64
+                ),
+            )
+        } else {
+            ("none".to_owned(), "–".to_owned())
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {budget} | {} | {share} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.2} | {:.2} | {target}{} | {} |",
+            x.label,
+            fmt_bytes(x.resident_bytes() as f64),
+            fmt_count(x.after.store_entries as f64),
+            fmt_count(x.wrk.req_per_sec),
+            fmt_us(x.wrk.latency.p99),
+            x.hit_ratio().map_or("– (not counted)".into(), |h| format!("{:.1}%", h * 100.0)),
+            x.lru_estimate.map_or("–".into(), |l| format!("{:.1}%", l * 100.0)),
+            fmt_count(x.fills() as f64),
+            fmt_count(x.evictions() as f64),
+            x.fill_errors(),
+            x.wrk.errors.total(),
+            x.reader_cpu_us_per_req,
+            x.redis_cpu_us_per_req,
+            if x.bounded() {
+                "; resident ≤ budget; no errors"
+            } else {
+                "; no errors"
+            },
+            verdict(ok),
+        );
+    }
+
+    let rounds: Vec<&BoundedRun> = b.hit_rounds().collect();
+    let side = |bounded: bool| -> Vec<&BoundedRun> {
+        rounds
+            .iter()
+            .copied()
+            .filter(|x| x.bounded() == bounded)
+            .collect()
+    };
+    let (unb, bnd) = (side(false), side(true));
+    let _ = writeln!(
+        o,
+        "\n### CPU per request on hits\n\n\
+         Uniform ids (`wrk/random.lua`) over the same posts, every post resident: the unbounded \
+         reader against a bounded one whose budget ({}, twice the data) holds them all, so \
+         every lookup takes the bounded path (counted as a hit, CLOCK bit set) and none goes to \
+         Redis. {} alternating round(s); each side's lowest CPU per request is compared (the \
+         round least disturbed by anything else on the machine).\n",
+        bnd.first()
+            .map_or("–".into(), |x| fmt_bytes(x.budget_bytes as f64)),
+        unb.len().max(bnd.len()),
+    );
+    let list = |v: &[&BoundedRun], f: &dyn Fn(&BoundedRun) -> String| {
+        v.iter().map(|x| f(x)).collect::<Vec<_>>().join(", ")
+    };
+    let cpu = |x: &BoundedRun| format!("{:.2}", x.reader_cpu_us_per_req);
+    let rps = |x: &BoundedRun| fmt_count(x.wrk.req_per_sec);
+    let counted = |x: &BoundedRun| format!("{} / {}", fmt_count(x.hits() as f64), x.misses());
+    let ratio = b.hit_cpu_ratio();
+    o.push_str(
+        "| | unbounded | bounded, all resident | bounded ÷ unbounded | target | result |\n\
+         |---|---:|---:|---:|---|---|\n",
+    );
+    let _ = writeln!(
+        o,
+        "| reader CPU µs/req, best round | {} | {} | {} | ≤ {HIT_CPU_TARGET}× | {} |",
+        b.hit_cpu().map_or("–".into(), |(u, _)| format!("{u:.2}")),
+        b.hit_cpu().map_or("–".into(), |(_, x)| format!("{x:.2}")),
+        ratio.map_or("–".into(), |r| format!("{r:.3}×")),
+        ratio.map_or("–", |r| verdict(r <= HIT_CPU_TARGET)),
+    );
+    let _ = writeln!(
+        o,
+        "| reader CPU µs/req, each round | {} | {} | | | |",
+        list(&unb, &cpu),
+        list(&bnd, &cpu)
+    );
+    let _ = writeln!(
+        o,
+        "| req/s, each round | {} | {} | | | |",
+        list(&unb, &rps),
+        list(&bnd, &rps)
+    );
+    let _ = writeln!(
+        o,
+        "| hits / misses counted, each round | {} | {} | | no misses when all resident | {} |",
+        list(&unb, &counted),
+        list(&bnd, &counted),
+        verdict(!bnd.is_empty() && bnd.iter().all(|x| x.misses() == 0 && x.hits() > 0)),
+    );
+    let problems = b.problems();
+    let _ = writeln!(
+        o,
+        "\nTargets: the CPU-per-hit ratio ≤ {HIT_CPU_TARGET}× and each bounded Zipf run's hit ratio \
+         at most {:.0} points under its LRU estimate are performance targets (shown here). \
+         Resident bytes within the budget (+{} for the entry being inserted), no fill or HTTP \
+         errors, and no misses with every post resident are correctness checks: \
+         `report --check` fails on them. {}\n",
+        HIT_RATIO_TOLERANCE * 100.0,
+        fmt_bytes(RESIDENT_SLACK as f64),
+        if problems.is_empty() {
+            "All correctness checks passed.".to_owned()
+        } else {
+            format!("Failed: {}.", problems.join("; "))
+        },
+    );
+}
+
 /// Writes the plots into `plots_dir` and returns the markdown, which links
 /// them as `plots_rel/<name>.svg`.
 pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> {
@@ -516,6 +723,27 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
             fmt_count(c.posts as f64),
             c.runs.len()
         );
+    }
+    if let Some(b) = &r.bounded {
+        let tightest = b
+            .zipf()
+            .filter(|x| x.bounded())
+            .min_by(|x, y| x.budget_share.total_cmp(&y.budget_share));
+        if let (Some(x), Some(h)) = (tightest, tightest.and_then(BoundedRun::hit_ratio)) {
+            let _ = writeln!(
+                o,
+                "- Bounded memory: with a budget of {} of the data under a Zipf load (s = {}), \
+                 the reader answers {:.1}% of lookups from memory (LRU estimate {}) at {} req/s; \
+                 CPU per request on hits, bounded ÷ unbounded: {} (target ≤ {HIT_CPU_TARGET}).",
+                pct(x.budget_share),
+                b.zipf_s,
+                h * 100.0,
+                x.lru_estimate
+                    .map_or("–".into(), |l| format!("{:.1}%", l * 100.0)),
+                fmt_count(x.wrk.req_per_sec),
+                b.hit_cpu_ratio().map_or("–".into(), |r| format!("{r:.3}")),
+            );
+        }
     }
     if let Some(w) = &r.writes {
         let _ = writeln!(
@@ -892,10 +1120,14 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
         );
     }
 
+    // 9. Bounded memory.
+    bounded_section(&mut o, r);
+
     o.push_str(
         "## Reproduce\n\n```sh\nmake bench                      # this report (a few minutes)\n\
          make bench-smoke                # every step at tiny sizes, asserts numbers (~1 minute)\n\
-         N=200000 BIG_N=2000000 DURATION=20 make bench   # other sizes\n```\n\n\
+         N=200000 BIG_N=2000000 DURATION=20 make bench   # other sizes\n\
+         STEPS=bounded bench/run_benchmark.sh            # one step (here section 9) only\n```\n\n\
          See `bench/run_benchmark.sh` for every setting.\n",
     );
     Ok(o)
@@ -923,6 +1155,70 @@ mod tests {
                 ("DURATION".to_owned(), "10".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_partial_run_is_judged_on_its_steps_and_the_bounded_section_renders() {
+        use crate::bounded::{BoundedRun, CacheMetrics, Load};
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Results::load(dir.path()).unwrap();
+        let p = r.problems_in(&["bounded"]);
+        assert!(p.contains(&"bounded: missing".to_owned()), "{p:?}");
+        assert!(p.contains(&"seed: no posts".to_owned()), "{p:?}");
+        assert!(!p
+            .iter()
+            .any(|l| l.starts_with("read-") || l.starts_with("memory")));
+
+        let run = |label: &str, load, budget: u64, hits, misses, cpu| BoundedRun {
+            label: label.into(),
+            load,
+            round: u32::from(load == Load::Uniform),
+            budget_bytes: budget,
+            budget_share: budget as f64 / (4 << 20) as f64,
+            before: CacheMetrics::default(),
+            after: CacheMetrics {
+                hits,
+                misses,
+                fills: misses,
+                evictions: misses,
+                budget_bytes: budget,
+                store_bytes: if budget > 0 { budget - 100 } else { 4 << 20 },
+                store_entries: 500,
+                ..CacheMetrics::default()
+            },
+            reader_cpu_us_per_req: cpu,
+            redis_cpu_us_per_req: 0.1,
+            lru_estimate: (budget > 0 && load == Load::Zipf).then_some(0.7),
+            wrk: WrkResult {
+                req_per_sec: 50_000.0,
+                ..WrkResult::default()
+            },
+        };
+        r.bounded = Some(BoundedResult {
+            ids: 1000,
+            zipf_s: 0.99,
+            data_bytes: 4 << 20,
+            data_entries: 1000,
+            reader_args: vec!["--cores".into(), "1".into()],
+            runs: vec![
+                run("zipf-unbounded", Load::Zipf, 0, 0, 0, 2.0),
+                run("zipf-10%", Load::Zipf, 419_430, 600, 400, 3.0),
+                run("hits-unbounded", Load::Uniform, 0, 0, 0, 2.0),
+                run("hits-bounded", Load::Uniform, 8 << 20, 1000, 0, 2.2),
+            ],
+        });
+        // 60% hits against an LRU estimate of 70%: a missed target, not a problem.
+        assert_eq!(
+            r.problems_in(&["bounded"]).len(),
+            2,
+            "run.json and seed only"
+        );
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(md.contains("## 9. Bounded memory (issue 8)"), "{md}");
+        assert!(md.contains("| zipf-10% | 409.6 KiB (10%) |"), "{md}");
+        assert!(md.contains("| 60.0% | 70.0% |"), "{md}");
+        assert!(md.contains("| 1.100× | ≤ 1.05× | **fail** |"), "{md}");
+        assert!(md.contains("All correctness checks passed."), "{md}");
     }
 
     #[test]

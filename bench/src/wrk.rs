@@ -293,9 +293,20 @@ fn run_wrk(o: &WrkOptions, secs: u32) -> Result<String> {
 
 /// Warms up, then runs wrk and measures the server's CPU across the run.
 pub fn run(o: &WrkOptions) -> Result<WrkResult> {
+    warm_up(o)?;
+    measure(o)
+}
+
+/// The unmeasured warm-up alone (`o.warmup_secs`, if any).
+pub fn warm_up(o: &WrkOptions) -> Result<()> {
     if o.warmup_secs > 0 {
         run_wrk(o, o.warmup_secs)?;
     }
+    Ok(())
+}
+
+/// The measured run alone, with the server's CPU across it (no warm-up).
+pub fn measure(o: &WrkOptions) -> Result<WrkResult> {
     let meter = CpuMeter::start(&o.pids)?;
     let raw = run_wrk(o, o.secs)?;
     let (server_cpu, _) = meter.stop()?;
