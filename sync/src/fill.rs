@@ -222,6 +222,22 @@ struct Shared {
     stop: AtomicBool,
 }
 
+impl Shared {
+    /// The shared state and the receiving end of its bounded job queue.
+    fn new(config: FillConfig) -> (Arc<Shared>, Receiver<Arc<Slot>>) {
+        let (queue, jobs) = crossbeam_channel::bounded(config.max_in_flight);
+        let shared = Arc::new(Shared {
+            config,
+            in_flight: Mutex::new(HashMap::new()),
+            queue,
+            negative: papaya::HashMap::new(),
+            counters: FillCounters::default(),
+            stop: AtomicBool::new(false),
+        });
+        (shared, jobs)
+    }
+}
+
 /// The executors' handle: start or join fills, consult the negative cache.
 /// Cheap to clone.
 #[derive(Debug, Clone)]
@@ -257,16 +273,8 @@ impl Filler {
     /// the admission rules.
     #[cfg(test)]
     fn detached(config: FillConfig) -> (Filler, FillLink, Receiver<Arc<Slot>>) {
-        let (queue, jobs) = crossbeam_channel::bounded(config.max_in_flight);
+        let (shared, jobs) = Shared::new(config);
         let (_done_tx, done) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
-            config,
-            in_flight: Mutex::new(HashMap::new()),
-            queue,
-            negative: papaya::HashMap::new(),
-            counters: FillCounters::default(),
-            stop: AtomicBool::new(false),
-        });
         let link = FillLink {
             shared: Arc::clone(&shared),
             done,
@@ -283,16 +291,8 @@ impl Filler {
         command_timeout: Duration,
     ) -> Result<(Filler, FillLink, FillThreads), crate::Error> {
         config.validate()?;
-        let (queue, jobs) = crossbeam_channel::bounded(config.max_in_flight);
+        let (shared, jobs) = Shared::new(config);
         let (done_tx, done) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
-            config,
-            in_flight: Mutex::new(HashMap::new()),
-            queue,
-            negative: papaya::HashMap::new(),
-            counters: FillCounters::default(),
-            stop: AtomicBool::new(false),
-        });
         let mut threads = Vec::new();
         for i in 0..shared.config.threads {
             let worker = Worker {

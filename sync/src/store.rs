@@ -91,13 +91,13 @@ impl Entry {
     }
 
     /// A copy sharing the same bytes, for inserting a fill's entry.
-    fn duplicate(&self, generation: u32, slot: u32) -> Self {
+    fn duplicate(&self, generation: u32) -> Self {
         Entry {
             version: self.version,
             written_at_ns: self.written_at_ns,
             generation: AtomicU32::new(generation),
             head_len: self.head_len,
-            slot,
+            slot: NO_SLOT,
             referenced: AtomicBool::new(false),
             data: self.data.clone(),
         }
@@ -383,24 +383,31 @@ impl StoreWriter {
         if old.is_some_and(|e| e.version >= entry.version) {
             return Applied::Stale;
         }
-        let slot = match old {
-            Some(e) => e.slot,
+        let new = entry.duplicate(self.generation);
+        self.install(id, new, old)
+    }
+
+    /// Puts `entry` in place of `old` (or as a new id): an update keeps the
+    /// ring slot and the reference bit of the entry it replaces, a new id
+    /// takes a slot; accounts the bytes, then evicts while over budget.
+    fn install(&mut self, id: &str, mut entry: Entry, old: Option<&Entry>) -> Applied {
+        entry.slot = match old {
+            Some(e) => {
+                entry
+                    .referenced
+                    .store(e.referenced.load(Ordering::Relaxed), Ordering::Relaxed);
+                e.slot
+            }
             None => self.take_slot(id),
         };
-        let new = entry.duplicate(self.generation, slot);
-        if let Some(e) = old {
-            new.referenced
-                .store(e.referenced.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        let new_size = self.cost(&new, id);
+        let new_size = self.cost(&entry, id);
         let old_size = old.map(|e| self.cost(e, id)).unwrap_or(0);
-        let replaced = old.is_some();
-        map.insert(id.into(), new, &guard);
+        let store = Arc::clone(&self.store);
+        store.map.insert(id.into(), entry, &store.map.guard());
         store.bytes.fetch_add(new_size, Ordering::Relaxed);
         store.bytes.fetch_sub(old_size, Ordering::Relaxed);
-        drop(guard);
         self.evict_over_budget();
-        if replaced {
+        if old.is_some() {
             Applied::Replaced
         } else {
             Applied::Inserted
@@ -569,30 +576,8 @@ impl StoreWriter {
                 return Applied::Stale;
             }
         }
-        let mut entry = Entry::new(rec, self.generation);
-        entry.slot = match old {
-            Some(e) => {
-                // An update keeps the entry's standing.
-                entry
-                    .referenced
-                    .store(e.referenced.load(Ordering::Relaxed), Ordering::Relaxed);
-                e.slot
-            }
-            None => self.take_slot(rec.id),
-        };
-        let new_size = self.cost(&entry, rec.id);
-        let old_size = old.map(|e| self.cost(e, rec.id)).unwrap_or(0);
-        let replaced = old.is_some();
-        map.insert(rec.id.into(), entry, &guard);
-        store.bytes.fetch_add(new_size, Ordering::Relaxed);
-        store.bytes.fetch_sub(old_size, Ordering::Relaxed);
-        drop(guard);
-        self.evict_over_budget();
-        if replaced {
-            Applied::Replaced
-        } else {
-            Applied::Inserted
-        }
+        let entry = Entry::new(rec, self.generation);
+        self.install(rec.id, entry, old)
     }
 }
 
