@@ -22,7 +22,9 @@
 #   WARMUP=2 [1]              unmeasured seconds before each wrk run
 #   CONNECTIONS=64            wrk connections
 #   PIPELINE_DEPTH=16         requests per write in the pipelined runs
-#   PROP_RATES="1000 10000"   propagation write rates (writes/s)
+#   LOAD_SHARE=0.8            share of each server's maximum rate offered by
+#                             the open-loop latency runs (section 2b)
+#   PROP_RATES="1000 5000 10000"   propagation write rates (writes/s)
 #   PROP_SECS=10 [1]          seconds per propagation rate
 #   PROP_TRACK_RATE=1000      above this many writes/s, track only a sample of
 #                             writes to the readers (polling costs CPU too)
@@ -76,8 +78,8 @@ for st in $STEPS; do
 done
 # step NAME: whether NAME is one of STEPS.
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-: "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${PROP_RATES:=1000 10000}"
-: "${PROP_TRACK_RATE:=1000}"
+: "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${PROP_RATES:=1000 5000 10000}"
+: "${PROP_TRACK_RATE:=1000}" "${LOAD_SHARE:=0.8}"
 : "${SERVER_CPU:=0}" "${CLIENT_CPU:=1}"
 
 # nginx keeps one open file per cached post, and every server here one per
@@ -314,6 +316,7 @@ WARMUP=$WARMUP
 CONNECTIONS=$CONNECTIONS
 PIPELINE_DEPTH=$PIPELINE_DEPTH
 PROP_RATES=$PROP_RATES
+LOAD_SHARE=$LOAD_SHARE
 PROP_SECS=$PROP_SECS
 PROP_TRACK_RATE=$PROP_TRACK_RATE
 BW_REQUESTS=$BW_REQUESTS
@@ -367,6 +370,22 @@ pin_redis "$SERVER_CPU"
 axum_start axum-1 1 "$SERVER_CPU"
 AXUM1_ADDR=$ADDR AXUM1_PID=$PID
 wrk_run read-axum-1 "axum (1 worker) + redis-server, both pinned to CPU $SERVER_CPU" "$AXUM1_ADDR" random.lua yes 1 1 "$AXUM1_PID" "$REDIS_PID"
+
+# ---------------------------------------------------------------- 2b. latency at 80% of the maximum rate
+section "2b. open-loop reads at $LOAD_SHARE of each server's maximum (1 core)"
+# openloop_run LABEL TEXT ADDR MAX_FROM PID...: fixed-rate reads, latency from when each was due.
+openloop_run() {
+    local label=$1 text=$2 addr=$3 max_from=$4
+    shift 4
+    local args=(openloop --label "$label" --server "$text" --addr "$addr" --ids "$N"
+        --max-from "$RESULTS/$max_from.json" --share "$LOAD_SHARE" --connections "$CONNECTIONS"
+        --secs "$DURATION" --warmup "$WARMUP" --json "$RESULTS/$label.json")
+    local p
+    for p in "$@"; do args+=(--pid "$p"); done
+    taskset -c "$CLIENT_CPU" "$BENCH" "${args[@]}"
+}
+openloop_run load-reader "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "$R1_ADDR" read-reader-1 "$R1_PID"
+openloop_run load-nginx "nginx, 1 worker pinned to CPU $SERVER_CPU" "$NGINX1_ADDR" read-nginx-1 "$NGINX1_PID"
 
 # ---------------------------------------------------------------- 3. pipelined
 section "3. pipelined reads, depth $PIPELINE_DEPTH (same pinning)"

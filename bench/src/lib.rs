@@ -23,6 +23,7 @@
 //!   (`wrk/zipf.lua`), and its CPU per request on hits.
 //! - `baseline`: the axum service that reads Redis on every request.
 //! - `report`, `plot`: the markdown report and its SVG plots.
+//! - `openloop`: reads at a fixed rate, latency from when each was due.
 //! - `client`: a minimal keep-alive HTTP/1.1 client that counts bytes.
 //! - `process`, `procfs`, `sys`: child processes, `/proc` parsing, and the
 //!   two libc calls (the only `unsafe`).
@@ -40,6 +41,7 @@ pub mod coldstart;
 pub mod data;
 pub mod export;
 pub mod memory;
+pub mod openloop;
 pub mod plot;
 pub mod process;
 pub mod procfs;

@@ -14,7 +14,8 @@ use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
 use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
 use heavyread_bench::{
-    bandwidth, baseline, bounded, coldstart, export, memory, propagation, seed, writes, wrk,
+    bandwidth, baseline, bounded, coldstart, export, memory, openloop, propagation, seed, writes,
+    wrk,
 };
 
 #[derive(Parser, Debug)]
@@ -415,6 +416,46 @@ enum Cmd {
     },
     /// Prints a free TCP port on 127.0.0.1.
     FreePort,
+    /// Open-loop reads at a fixed rate: latency from when each request was
+    /// due (no coordinated omission), e.g. at 80% of the maximum rate.
+    Openloop {
+        /// Name of the run in the results.
+        #[arg(long)]
+        label: String,
+        /// What serves, in words, for the report.
+        #[arg(long, default_value = "")]
+        server: String,
+        /// Server address (host:port).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Requests per second offered (default: `--share` of the rate in `--max-from`).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// A `wrk` result file whose req/s is the maximum rate.
+        #[arg(long)]
+        max_from: Option<PathBuf>,
+        /// Share of the maximum rate to offer, with `--max-from`.
+        #[arg(long, default_value_t = 0.8)]
+        share: f64,
+        /// Keep-alive connections (the most requests in flight).
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Unmeasured seconds at the same rate before.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Posts seeded (`post-0` ..).
+        #[arg(long)]
+        ids: u64,
+        /// Server process whose CPU time is measured (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime> {
@@ -442,6 +483,13 @@ fn main() -> Result<()> {
     } = &cmd
     {
         return runtime(Some(*workers))?.block_on(baseline::serve(*listen, redis_url, prefix));
+    }
+    if let Cmd::Openloop { .. } = &cmd {
+        // One thread: the dispatcher spins on it and polls the sockets between checks.
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(cmd));
     }
     runtime(None)?.block_on(run(cmd))
 }
@@ -553,6 +601,65 @@ async fn run(cmd: Cmd) -> Result<()> {
                 fmt_us(r.latency.max),
                 r.cpu_us_per_req,
                 r.errors.total()
+            );
+            write_opt(json.as_deref(), &r)?;
+        }
+        Cmd::Openloop {
+            label,
+            server,
+            addr,
+            rate,
+            max_from,
+            share,
+            connections,
+            secs,
+            warmup,
+            ids,
+            pids,
+            json,
+        } => {
+            let max_rate = match &max_from {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("read {}", path.display()))?;
+                    serde_json::from_str::<wrk::WrkResult>(&text)
+                        .with_context(|| format!("parse {}", path.display()))?
+                        .req_per_sec
+                }
+                None => 0.0,
+            };
+            let rate = match rate {
+                Some(r) => r,
+                None if max_rate > 0.0 && share > 0.0 => max_rate * share,
+                None => bail!("openloop needs --rate, or --max-from with a positive req/s"),
+            };
+            let o = openloop::OpenloopOptions {
+                label,
+                server,
+                addr,
+                rate,
+                max_rate,
+                connections,
+                secs,
+                warmup_secs: warmup,
+                ids,
+                pids,
+            };
+            let r = openloop::run(&o).await?;
+            println!(
+                "{}: offered {} req/s, answered {} req/s  p50 {}  p99 {}  p99.9 {}  max {}  \
+                 (service p99 {})  queued {}  server CPU {:.2} µs/req  errors {}",
+                r.label,
+                fmt_count(r.target_rate),
+                fmt_count(r.achieved_rate),
+                fmt_us(r.latency.p50),
+                fmt_us(r.latency.p99),
+                fmt_us(r.latency.p999),
+                fmt_us(r.latency.max),
+                fmt_us(r.service.p99),
+                r.queued,
+                r.cpu_us_per_req,
+                r.errors
             );
             write_opt(json.as_deref(), &r)?;
         }

@@ -22,6 +22,7 @@ use crate::bounded::{
 };
 use crate::coldstart::ColdstartResult;
 use crate::memory::MemoryResult;
+use crate::openloop::OpenloopResult;
 use crate::plot::{percentile_curves, Series};
 use crate::procfs::Machine;
 use crate::propagation::{PropagationResult, ReaderLatency};
@@ -109,7 +110,12 @@ pub struct Results {
     pub writes: Option<WritesResult>,
     /// The bounded-memory runs (issue 8).
     pub bounded: Option<BoundedResult>,
+    /// Open-loop runs at a share of the maximum rate, by file stem.
+    pub openloop: Vec<(String, OpenloopResult)>,
 }
+
+/// The open-loop runs the suite makes, in report order.
+pub const OPENLOOP_RUNS: &[&str] = &["load-reader", "load-nginx"];
 
 /// The steps of `run_benchmark.sh` (`STEPS`), for `report --check --steps`.
 pub const STEPS: &[&str] = &["read", "propagation", "writes", "memory", "bounded"];
@@ -158,6 +164,11 @@ impl Results {
                 r.wrk.push((name.to_string(), w));
             }
         }
+        for name in OPENLOOP_RUNS {
+            if let Some(x) = read::<OpenloopResult>(&dir.join(format!("{name}.json")))? {
+                r.openloop.push((name.to_string(), x));
+            }
+        }
         for share in ["0", "80"] {
             if let Some(b) = read(&dir.join(format!("bandwidth-{share}.json")))? {
                 r.bandwidth.push(b);
@@ -185,6 +196,13 @@ impl Results {
 
     fn wrk(&self, name: &str) -> Option<&WrkResult> {
         self.wrk.iter().find(|(n, _)| n == name).map(|(_, w)| w)
+    }
+
+    fn openloop(&self, name: &str) -> Option<&OpenloopResult> {
+        self.openloop
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, x)| x)
     }
 
     /// What is missing or empty: one line per problem; empty when every
@@ -239,6 +257,16 @@ impl Results {
                         &format!("{name}: {} errors", w.errors.total()),
                     );
                 }
+            }
+        }
+        for name in OPENLOOP_RUNS {
+            match self.openloop(name) {
+                None => need("read", false, &format!("{name}: missing")),
+                Some(x) => need(
+                    "read",
+                    x.ok > 0 && x.latency.has_numbers(),
+                    &format!("{name}: no answers"),
+                ),
             }
         }
         need(
@@ -459,6 +487,214 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// Section 9: the reader with a memory budget (issue 8).
+/// Section 2b: open-loop reads at a share of each server's maximum rate.
+fn openloop_section(o: &mut String, r: &Results) {
+    let runs: Vec<&OpenloopResult> = OPENLOOP_RUNS.iter().filter_map(|n| r.openloop(n)).collect();
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "\n### Latency at {} of the maximum rate (open loop)\n\n\
+         `heavyread-bench openloop`, pinned to CPU {}: requests fall due at a fixed rate, {} of \
+         each server's req/s in the table above, over {} keep-alive connections; a request due \
+         while every connection is busy waits in a queue. Latency counts from when a request \
+         was **due** until its answer was read, so waiting behind a slow answer is charged \
+         (no coordinated omission, unlike wrk's closed loop above, whose percentiles at full \
+         speed are mostly its own 64 outstanding requests). Service is the time from writing \
+         the request to reading the answer.\n",
+        setting(r, "LOAD_SHARE"),
+        setting(r, "CLIENT_CPU"),
+        setting(r, "LOAD_SHARE"),
+        runs[0].connections,
+    );
+    o.push_str(
+        "| server | max req/s | offered | answered | p50 | p90 | p99 | p99.9 | max | service p99 | queued | server CPU µs/req | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for x in runs {
+        let _ = writeln!(
+            o,
+            "| {}<br><small>{}</small> | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            x.label,
+            x.server,
+            fmt_count(x.max_rate),
+            fmt_count(x.target_rate),
+            fmt_count(x.achieved_rate),
+            fmt_us(x.latency.p50),
+            fmt_us(x.latency.p90),
+            fmt_us(x.latency.p99),
+            fmt_us(x.latency.p999),
+            fmt_us(x.latency.max),
+            fmt_us(x.service.p99),
+            fmt_count(x.queued as f64),
+            x.cpu_us_per_req,
+            x.errors,
+        );
+    }
+}
+
+/// One row of the issue 9 targets table: `None` = not measured in this run.
+struct TargetRow {
+    what: &'static str,
+    target: String,
+    measured: Option<String>,
+    baseline: String,
+    met: Option<bool>,
+}
+
+/// The performance targets of issue 9, each against what this run measured.
+fn targets_section(o: &mut String, r: &Results) {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mut rows = Vec::new();
+    let (rd, ng) = (r.wrk("read-reader-1"), r.wrk("read-nginx-1"));
+    rows.push(TargetRow {
+        what: "reader CPU per request, keep-alive, no pipelining",
+        target: "≤ 5 µs and ≤ 0.45× nginx".into(),
+        measured: rd.map(|w| {
+            let ratio = ng.map_or(String::new(), |n| {
+                format!(" ({:.2}× nginx)", w.cpu_us_per_req / n.cpu_us_per_req)
+            });
+            format!("{:.2} µs{ratio}", w.cpu_us_per_req)
+        }),
+        baseline: ng.map_or("–".into(), |n| {
+            format!("nginx {:.2} µs", n.cpu_us_per_req)
+        }),
+        met: rd.map(|w| {
+            w.cpu_us_per_req <= 5.0
+                && ng.is_some_and(|n| w.cpu_us_per_req <= 0.45 * n.cpu_us_per_req)
+        }),
+    });
+    let (pr, pn) = (r.wrk("pipe-reader"), r.wrk("pipe-nginx"));
+    rows.push(TargetRow {
+        what: "reader CPU per request, pipeline depth 16",
+        target: "≤ 0.7 µs".into(),
+        measured: pr.map(|w| format!("{:.2} µs", w.cpu_us_per_req)),
+        baseline: pn.map_or("–".into(), |n| {
+            format!("nginx {:.2} µs", n.cpu_us_per_req)
+        }),
+        met: pr.map(|w| w.cpu_us_per_req <= 0.7),
+    });
+    let (lr, ln) = (r.openloop("load-reader"), r.openloop("load-nginx"));
+    rows.push(TargetRow {
+        what: "read latency at 80% of the maximum rate (open loop)",
+        target: "p99 ≤ 1 ms, p99.9 ≤ 2 ms".into(),
+        measured: lr.map(|x| {
+            format!(
+                "p99 {}, p99.9 {} at {} req/s",
+                fmt_us(x.latency.p99),
+                fmt_us(x.latency.p999),
+                fmt_count(x.target_rate)
+            )
+        }),
+        baseline: ln.map_or("–".into(), |x| {
+            format!(
+                "nginx p99 {}, p99.9 {} at {} req/s",
+                fmt_us(x.latency.p99),
+                fmt_us(x.latency.p999),
+                fmt_count(x.target_rate)
+            )
+        }),
+        met: lr.map(|x| x.errors == 0 && x.latency.p99 <= 1000.0 && x.latency.p999 <= 2000.0),
+    });
+    let prop = r.propagation.iter().find(|p| p.rate == 5000);
+    rows.push(TargetRow {
+        what: "propagation, 201 → new ETag on all 3 readers, at 5k writes/s",
+        target: "p50 ≤ 200 µs, p99 ≤ 1 ms".into(),
+        measured: prop.map(|p| {
+            format!(
+                "p50 {}, p99 {}",
+                fmt_us(p.all.latency.p50),
+                fmt_us(p.all.latency.p99)
+            )
+        }),
+        baseline: prop.map_or("–".into(), |p| {
+            format!("poll round trip alone p50 {}", fmt_us(p.poll_rtt.p50))
+        }),
+        met: prop.map(|p| p.all.latency.p50 <= 200.0 && p.all.latency.p99 <= 1000.0),
+    });
+    let mem = r.memory.as_ref();
+    rows.push(TargetRow {
+        what: "reader memory with 1M posts",
+        target: "RSS ≤ 1.3 × body bytes + 64 MiB".into(),
+        measured: mem.map(|m| {
+            format!(
+                "{} RSS for {} posts ({} of bodies)",
+                fmt_bytes(m.rss_after as f64),
+                fmt_count(m.posts as f64),
+                fmt_bytes(m.body_bytes as f64)
+            )
+        }),
+        baseline: mem.map_or("–".into(), |m| {
+            format!(
+                "limit {}",
+                fmt_bytes(1.3 * m.body_bytes as f64 + 64.0 * MIB)
+            )
+        }),
+        met: mem.map(|m| m.rss_after as f64 <= 1.3 * m.body_bytes as f64 + 64.0 * MIB),
+    });
+    let cold = r.coldstart.as_ref();
+    rows.push(TargetRow {
+        what: "cold start with 1M posts in Redis, to `/ready`",
+        target: "≤ 3 s".into(),
+        measured: cold.map(|c| {
+            format!(
+                "{} (median of {}, {} posts)",
+                fmt_us(c.median_secs * 1e6),
+                c.runs.len(),
+                fmt_count(c.posts as f64)
+            )
+        }),
+        baseline: "–".into(),
+        met: cold.map(|c| c.median_secs <= 3.0),
+    });
+    let w = r.writes.as_ref();
+    rows.push(TargetRow {
+        what: "writer `/bulk` into Redis",
+        target: "≥ 100,000 posts/s".into(),
+        measured: w.map(|w| format!("{} posts/s", fmt_count(w.bulk.per_sec))),
+        baseline: w.map_or("–".into(), |w| {
+            format!(
+                "`/create`, 64 clients: {} posts/s",
+                fmt_count(w.create.per_sec)
+            )
+        }),
+        met: w.map(|w| w.bulk.per_sec >= 100_000.0),
+    });
+
+    o.push_str(
+        "## Targets (issue 9)\n\n\
+         Each performance target of issue 9 against this run. Sizes are this run's: \
+         the memory and cold-start targets speak of 1M posts, so they are judged \
+         only when `BIG_N` was at least 1,000,000.\n\n\
+         | what | target | measured | baseline, same run | result |\n|---|---|---|---|---|\n",
+    );
+    let full = |posts: u64| posts >= 1_000_000;
+    for row in rows {
+        let judged = match row.what {
+            "reader memory with 1M posts" => mem.is_some_and(|m| full(m.posts)),
+            "cold start with 1M posts in Redis, to `/ready`" => cold.is_some_and(|c| full(c.posts)),
+            _ => true,
+        };
+        let result = match (row.met, judged) {
+            (None, _) => "not measured in this run",
+            (Some(_), false) => "not judged (smaller run)",
+            (Some(true), true) => "met",
+            (Some(false), true) => "**not met**",
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} |",
+            row.what,
+            row.target,
+            row.measured.as_deref().unwrap_or("–"),
+            row.baseline,
+            result
+        );
+    }
+    o.push('\n');
+}
+
 fn bounded_section(o: &mut String, r: &Results) {
     o.push_str("## 9. Bounded memory (issue 8)\n\n");
     let Some(b) = &r.bounded else {
@@ -803,6 +1039,8 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     }
     o.push('\n');
 
+    targets_section(&mut o, r);
+
     // Machine and settings.
     o.push_str("## Machine and settings\n\n| | |\n|---|---|\n");
     for (k, v) in [
@@ -917,6 +1155,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
             "\n[![read latency percentiles, 1 core]({plots_rel}/latency-1core.svg)]({plots_rel}/latency-1core.svg)\n"
         );
     }
+    openloop_section(&mut o, r);
     o.push_str("\n### Both CPUs, unpinned\n\nReader with 2 executors, nginx with 2 workers, axum with 2 worker threads; wrk with 2 threads, unpinned.\n\n");
     read_table(
         &mut o,
@@ -1267,6 +1506,90 @@ mod tests {
         assert!(md.contains("| 60.0% | 70.0% |"), "{md}");
         assert!(md.contains("| 1.100× | ≤ 1.05× | **fail** |"), "{md}");
         assert!(md.contains("All correctness checks passed."), "{md}");
+    }
+
+    #[test]
+    fn issue_9_targets_are_judged_from_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Results::load(dir.path()).unwrap();
+        let wrk = |cpu: f64| WrkResult {
+            req_per_sec: 50_000.0,
+            cpu_us_per_req: cpu,
+            latency: Summary::from_curve(
+                100,
+                vec![
+                    crate::stats::Point { pct: 0.0, us: 50.0 },
+                    crate::stats::Point {
+                        pct: 100.0,
+                        us: 900.0,
+                    },
+                ],
+            ),
+            ..WrkResult::default()
+        };
+        r.wrk.push(("read-reader-1".into(), wrk(4.0)));
+        r.wrk.push(("read-nginx-1".into(), wrk(10.0)));
+        r.wrk.push(("pipe-reader".into(), wrk(0.9)));
+        let load = |p99: f64, p999: f64| OpenloopResult {
+            label: "load-reader".into(),
+            target_rate: 40_000.0,
+            ok: 1000,
+            latency: Summary {
+                count: 1000,
+                p50: 100.0,
+                p99,
+                p999,
+                max: p999,
+                ..Summary::default()
+            },
+            ..OpenloopResult::default()
+        };
+        r.openloop.push(("load-reader".into(), load(800.0, 1900.0)));
+        r.memory = Some(MemoryResult {
+            posts: 1_000_000,
+            body_bytes: 300 << 20,
+            rss_after: 500 << 20,
+            ..MemoryResult::default()
+        });
+        r.coldstart = Some(ColdstartResult {
+            posts: 5000,
+            runs: vec![0.5],
+            median_secs: 0.5,
+            ..ColdstartResult::default()
+        });
+        let problems = r.problems_in(&["read"]);
+        assert!(
+            problems.iter().any(|l| l == "load-nginx: missing"),
+            "{problems:?}"
+        );
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        let row = |what: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {what} |")))
+                .unwrap_or_else(|| panic!("no row {what}: {md}"))
+                .to_owned()
+        };
+        // 4 µs and 0.40× nginx: met; 0.9 µs pipelined: not met.
+        let cpu = row("reader CPU per request, keep-alive, no pipelining");
+        assert!(
+            cpu.contains("4.00 µs (0.40× nginx)") && cpu.ends_with("| met |"),
+            "{cpu}"
+        );
+        assert!(row("reader CPU per request, pipeline depth 16").ends_with("| **not met** |"));
+        assert!(row("read latency at 80% of the maximum rate (open loop)").ends_with("| met |"));
+        // 500 MiB against 1.3 × 300 MiB + 64 MiB = 454 MiB: not met.
+        assert!(row("reader memory with 1M posts").ends_with("| **not met** |"));
+        // 5,000 posts is not the 1M the target speaks of.
+        assert!(row("cold start with 1M posts in Redis, to `/ready`")
+            .ends_with("| not judged (smaller run) |"));
+        assert!(row("writer `/bulk` into Redis").ends_with("| not measured in this run |"));
+
+        r.openloop[0].1 = load(800.0, 2500.0);
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(
+            md.contains("| p99 800 µs, p99.9 2.50 ms at 40,000 req/s | – | **not met** |"),
+            "{md}"
+        );
     }
 
     #[test]

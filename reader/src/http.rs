@@ -9,6 +9,8 @@
 //! the next pipelined request always starts right after the head and there
 //! is nothing to smuggle.
 
+use std::mem::MaybeUninit;
+
 use heavyread_sync::record::{valid_id, MAX_ID_LEN};
 
 /// Upper bound of `--max-headers` (the size of the parser's header array on the stack).
@@ -274,10 +276,12 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         None => {}
     }
 
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+    // Left uninitialised: httparse writes the ones it parses (zeroing all
+    // 128 would cost 4 KiB of stores per request).
+    let mut headers = [const { MaybeUninit::<httparse::Header<'a>>::uninit() }; MAX_HEADERS_CAP];
     let max_headers = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
-    let mut req = httparse::Request::new(&mut headers[..max_headers]);
-    let len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers[..max_headers]) {
         Ok(httparse::Status::Complete(len)) if len > limits.max_header_bytes => {
             return Parse::Reject(Reject::HeadersTooLarge, None)
         }
