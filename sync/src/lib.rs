@@ -11,7 +11,7 @@
 //! # Layout
 //!
 //! ```text
-//! writer ──Publisher──► FCALL heavyread_put/delete ──► {p}:posts, {p}:version, {p}:log
+//! writer ──Publisher──► FCALL heavyread_put/delete/put_many ──► {p}:posts, {p}:version, {p}:log
 //!                                  │ PUBLISH {p}:changes
 //!                                  ▼
 //!         pub/sub thread ──crossbeam channel──► sync thread ──StoreWriter──► Store ◄── executors
@@ -48,7 +48,7 @@ pub use config::SyncConfig;
 pub use error::Error;
 pub use fill::{FillConfig, FillError, FillOutcome, Filler};
 #[cfg(feature = "publisher")]
-pub use publisher::{Publisher, Written};
+pub use publisher::{Publisher, PutBatch, Written};
 pub use record::{Op, RecordRef};
 pub use schema::Keys;
 pub use status::{StatusSnapshot, SyncStatus};

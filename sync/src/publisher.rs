@@ -7,15 +7,36 @@
 //! acknowledged write is a stored write. If Redis lost its function library
 //! (a restart without persistence), the library is loaded again and the call
 //! retried once.
+//!
+//! [`Publisher::put_batch`] (and [`Publisher::put_many`] on top of it) is
+//! the seeding path: the posts of a [`PutBatch`] go in calls of the
+//! `heavyread_put_many` function (one call stores, logs and publishes many
+//! posts, each with its own consecutive version), at most
+//! [`MAX_BATCH_POSTS`] posts or about [`MAX_BATCH_BYTES`] of records per
+//! call so that no call holds Redis for long, pipelined in one round trip.
+//! Each template goes out with the version it will most likely get (one past
+//! the last version a reply reported, counting on): the function keeps a
+//! right guess as is and rebuilds a wrong one, which spares Redis building
+//! every record's bytes again in Lua while the writer is the only one writing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::record::{delete_template, now_ns, put_template};
+use crate::record::{delete_template, now_ns, put_template, VERSION_OFFSET};
 use crate::schema::{Keys, LIBRARY, LIBRARY_NAME};
 use crate::Error;
+
+/// Most posts in one `heavyread_put_many` call. Redis runs one call at a
+/// time, so this bounds how long a batch holds up every other client: about
+/// 256 × a few µs, a few milliseconds at most for posts of a few hundred bytes.
+pub const MAX_BATCH_POSTS: usize = 256;
+/// Most record bytes in one `heavyread_put_many` call (a single larger post
+/// still goes alone): large posts cost Redis per byte (copies into the hash,
+/// the AOF and every subscriber's buffer), so they get smaller batches.
+pub const MAX_BATCH_BYTES: usize = 256 << 10;
 
 /// The result of an applied put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,12 +47,80 @@ pub struct Written {
     pub etag: [u8; 16],
 }
 
+/// Puts prepared for [`Publisher::put_batch`]: each post's record template
+/// (the body's MD5, the encoding) is built when it is pushed, so that this
+/// work can run while an earlier batch is in Redis.
+#[derive(Debug, Clone, Default)]
+pub struct PutBatch {
+    templates: Vec<Vec<u8>>,
+    etags: Vec<[u8; 16]>,
+    body_bytes: u64,
+}
+
+impl PutBatch {
+    /// An empty batch with room for `n` posts.
+    pub fn with_capacity(n: usize) -> Self {
+        PutBatch {
+            templates: Vec::with_capacity(n),
+            etags: Vec::with_capacity(n),
+            body_bytes: 0,
+        }
+    }
+
+    /// Adds a put of `body` under `id`, stamped with the current time; an
+    /// invalid id or an oversized body is refused and leaves the batch as it was.
+    pub fn push(&mut self, id: &str, body: &[u8]) -> Result<(), Error> {
+        let (template, etag) = put_template(id, body, now_ns())?;
+        self.templates.push(template);
+        self.etags.push(etag);
+        self.body_bytes += body.len() as u64;
+        Ok(())
+    }
+
+    /// Number of posts.
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// True when there is no post.
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    /// Sum of the bodies' lengths.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+}
+
+/// A put template sent with a version written in (see [`LIBRARY`]).
+struct Stamped<'a> {
+    template: &'a [u8],
+    version: u64,
+}
+
+impl redis::ToRedisArgs for Stamped<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        let at = VERSION_OFFSET;
+        let mut w = out.writer_for_next_arg();
+        // Writes into the command's buffer: they cannot fail.
+        let _ = w.write_all(&self.template[..at]);
+        let _ = w.write_all(&self.version.to_be_bytes());
+        let _ = w.write_all(&self.template[at + 8..]);
+    }
+}
+
 /// A cheap-to-clone handle that writes through the function library.
 #[derive(Clone)]
 pub struct Publisher {
     con: ConnectionManager,
     keys: Arc<Keys>,
     log_max_len: u64,
+    /// The version of the last change a reply reported (shared by clones):
+    /// where [`Self::put_batch`] expects the next versions to start. Only a
+    /// guess; Redis corrects a wrong one.
+    last_version: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -74,6 +163,7 @@ impl Publisher {
             con,
             keys: Arc::new(keys),
             log_max_len,
+            last_version: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -112,29 +202,37 @@ impl Publisher {
         }
     }
 
-    fn fcall(&self, function: &str, id: &str, record: &[u8]) -> redis::Cmd {
+    /// `FCALL function 4 <keys> channel log-max-len`, arguments to follow.
+    fn fcall_head(&self, function: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg(function).arg(4);
         for k in self.keys.function_keys() {
             cmd.arg(k);
         }
-        cmd.arg(&self.keys.channel)
-            .arg(self.log_max_len)
-            .arg(id)
-            .arg(record);
+        cmd.arg(&self.keys.channel).arg(self.log_max_len);
+        cmd
+    }
+
+    fn fcall(&self, function: &str, id: &str, record: &[u8]) -> redis::Cmd {
+        let mut cmd = self.fcall_head(function);
+        cmd.arg(id).arg(record);
         cmd
     }
 
     async fn call(&self, cmd: &redis::Cmd) -> Result<u64, Error> {
         let mut con = self.con.clone();
-        match cmd.query_async::<u64>(&mut con).await {
-            Ok(v) => Ok(v),
+        let v = match cmd.query_async::<u64>(&mut con).await {
+            Ok(v) => v,
             Err(e) if function_missing(&e) => {
                 self.load_library().await?;
-                Ok(cmd.query_async::<u64>(&mut con).await?)
+                cmd.query_async::<u64>(&mut con).await?
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if v != 0 {
+            self.last_version.store(v, Ordering::Relaxed);
         }
+        Ok(v)
     }
 
     /// Creates or replaces `id` with `body`; returns once Redis applied it.
@@ -153,23 +251,57 @@ impl Publisher {
         Ok((version != 0).then_some(version))
     }
 
-    /// Puts many posts in one pipelined round trip (not one transaction:
-    /// each put is atomic on its own). Every item must be valid; the result
-    /// is in input order.
+    /// Puts many posts: a [`PutBatch`] of them, sent with [`Self::put_batch`].
+    /// Every item must be valid (nothing is sent otherwise).
     pub async fn put_many(&self, items: &[(&str, &[u8])]) -> Result<Vec<Written>, Error> {
-        if items.is_empty() {
+        let mut batch = PutBatch::with_capacity(items.len());
+        for (id, body) in items {
+            batch.push(id, body)?;
+        }
+        self.put_batch(&batch).await
+    }
+
+    /// Puts the posts of `batch` in one round trip: calls of
+    /// `heavyread_put_many` (see [`MAX_BATCH_POSTS`], [`MAX_BATCH_BYTES`]),
+    /// pipelined. Each call is atomic and gives its posts consecutive
+    /// versions in batch order, as that many single puts would; the calls
+    /// are applied in order, but another client's write may land between
+    /// two of them. The result is in batch order. On an error the outcome of
+    /// each call is unknown; sending the batch again is safe (every put is an
+    /// upsert).
+    pub async fn put_batch(&self, batch: &PutBatch) -> Result<Vec<Written>, Error> {
+        if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_ns();
+        // The versions Redis will most likely give the posts, in order.
+        let guesses = self.last_version.load(Ordering::Relaxed).wrapping_add(1)..;
         let mut pipe = redis::pipe();
-        let mut etags = Vec::with_capacity(items.len());
-        for (id, body) in items {
-            let (record, etag) = put_template(id, body, now)?;
-            pipe.add_command(self.fcall("heavyread_put", id, &record));
-            etags.push(etag);
+        // Posts in each call, in pipeline order.
+        let mut calls: Vec<u64> = Vec::with_capacity(batch.len() / MAX_BATCH_POSTS + 1);
+        let mut cmd: Option<redis::Cmd> = None;
+        let (mut posts, mut bytes) = (0usize, 0usize);
+        for (template, guess) in batch.templates.iter().zip(guesses) {
+            if posts > 0 && (posts == MAX_BATCH_POSTS || bytes + template.len() > MAX_BATCH_BYTES) {
+                if let Some(full) = cmd.take() {
+                    pipe.add_command(full);
+                }
+                calls.push(posts as u64);
+                (posts, bytes) = (0, 0);
+            }
+            cmd.get_or_insert_with(|| self.fcall_head("heavyread_put_many"))
+                .arg(Stamped {
+                    template,
+                    version: guess,
+                });
+            posts += 1;
+            bytes += template.len();
+        }
+        if let Some(last) = cmd.take() {
+            pipe.add_command(last);
+            calls.push(posts as u64);
         }
         let mut con = self.con.clone();
-        let versions: Vec<u64> = match pipe.query_async(&mut con).await {
+        let lasts: Vec<u64> = match pipe.query_async(&mut con).await {
             Ok(v) => v,
             Err(e) if function_missing(&e) => {
                 self.load_library().await?;
@@ -177,15 +309,26 @@ impl Publisher {
             }
             Err(e) => return Err(e.into()),
         };
-        if versions.len() != items.len() {
+        if lasts.len() != calls.len() {
             return Err(Error::Protocol(
                 "pipeline answered a different number of replies".into(),
             ));
         }
+        if let Some(&last) = lasts.last() {
+            self.last_version.store(last, Ordering::Relaxed);
+        }
+        let mut versions = Vec::with_capacity(batch.len());
+        for (last, n) in lasts.into_iter().zip(calls) {
+            // The call's posts have the n versions ending at its reply.
+            let first = last.checked_sub(n - 1).filter(|&f| f > 0).ok_or_else(|| {
+                Error::Protocol(format!("put_many answered version {last} for {n} posts"))
+            })?;
+            versions.extend(first..=last);
+        }
         Ok(versions
             .into_iter()
-            .zip(etags)
-            .map(|(version, etag)| Written { version, etag })
+            .zip(&batch.etags)
+            .map(|(version, &etag)| Written { version, etag })
             .collect())
     }
 

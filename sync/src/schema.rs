@@ -16,6 +16,17 @@
 //! HSET/HDEL and PUBLISH in one atomic call and return the new version, so
 //! publish order is version order. Nothing is written before the arguments
 //! are checked and the log accepted the entry.
+//!
+//! `put_many` (library version 3) is `put` called once per post, in order,
+//! in one atomic call: each post gets the next version, its own log entry
+//! and its own published record, exactly as if `put` had run N times in a
+//! row with nothing in between; only the per-call overhead (one command to
+//! parse, one script entry, one version SET, one log trim and one HSET for
+//! all posts) is shared. It is what seeding (`POST /bulk`) uses; a single
+//! write still goes through `put`. Building each record's bytes in Lua costs
+//! about as much as the rest of a post's work, so the caller may send the
+//! templates with the versions it expects already written in (see
+//! [`LIBRARY`]); the function checks each one and rebuilds those that are wrong.
 //! Readers never call functions: they read with plain commands (`MGET`,
 //! `XRANGE`, `HMGET`, `HSCAN`), which also work on replicas.
 //!
@@ -27,12 +38,17 @@
 /// Name of the function library; bump [`LIBRARY_VERSION`] with any change to it.
 pub const LIBRARY_NAME: &str = "heavyread";
 /// Version of the function library's contract, returned by `heavyread_version`.
-pub const LIBRARY_VERSION: u32 = 2;
+pub const LIBRARY_VERSION: u32 = 3;
 
 /// The Lua source of the function library.
 ///
-/// Keys of `heavyread_put` and `heavyread_delete`: posts, version, log, epoch.
-/// Arguments: channel, log max length, id, record template (version zero).
+/// Keys of `heavyread_put`, `heavyread_delete` and `heavyread_put_many`:
+/// posts, version, log, epoch. Arguments of `put` and `delete`: channel, log
+/// max length, id, record template (version zero). Arguments of `put_many`:
+/// channel, log max length, then one put template per post, whose version
+/// field is zero or the version the caller expects the post to get (kept
+/// only when right, so it is never trusted); it returns the version of its
+/// last post (the first is that minus the number of posts, plus one).
 pub const LIBRARY: &str = r#"#!lua name=heavyread
 
 local FIXED = 36
@@ -54,23 +70,30 @@ local function ensure_epoch(key)
   end
 end
 
-local function check(keys, args, op)
-  if #keys ~= 4 or #args ~= 4 then
-    return 'heavyread: expected 4 keys and 4 arguments'
-  end
-  local maxlen = tonumber(args[2])
+local function check_maxlen(arg)
+  local maxlen = tonumber(arg)
   if not maxlen or maxlen < 1 then
     return 'heavyread: log max length must be a positive integer'
   end
-  local rec = args[4]
+  return nil
+end
+
+local function check_record(id, rec, op)
   if #rec < FIXED or string.byte(rec, 1) ~= 1 or string.byte(rec, 2) ~= op then
     return 'heavyread: malformed record template'
   end
   local idlen = string.byte(rec, 35) * 256 + string.byte(rec, 36)
-  if string.sub(rec, FIXED + 1, FIXED + idlen) ~= args[3] then
+  if string.sub(rec, FIXED + 1, FIXED + idlen) ~= id then
     return 'heavyread: record id does not match the id argument'
   end
   return nil
+end
+
+local function check(keys, args, op)
+  if #keys ~= 4 or #args ~= 4 then
+    return 'heavyread: expected 4 keys and 4 arguments'
+  end
+  return check_maxlen(args[2]) or check_record(args[3], args[4], op)
 end
 
 -- XADD is the only step that can fail on valid input (a log whose last id
@@ -106,12 +129,74 @@ local function delete(keys, args)
   return apply(keys, args, 'del')
 end
 
+-- Fields per HSET call of put_many (even: whole pairs), well under the
+-- Lua stack limit of unpack.
+local HSET_ARGS = 1024
+
+-- put, once per record template, in one call, as if put had run for each
+-- in order: each post gets the next version, its own log entry and its own
+-- message. The id is the one inside the template. A template's version
+-- field may hold the version the caller expects the post to get; it is kept
+-- when it is exactly that and written over otherwise, so the stored and
+-- published records always carry the version given here (a right guess
+-- only saves building a new string per post).
+-- Every template is checked before anything is written. The XADDs run
+-- first, as in apply: only the first can fail on valid input (the ids after
+-- it are larger), so a failed call leaves no half-written batch behind. The
+-- log is trimmed once, after them (the same whole nodes go as with a
+-- MAXLEN ~ on each XADD).
+local function put_many(keys, args)
+  if #keys ~= 4 or #args < 3 then
+    return redis.error_reply('heavyread: expected 4 keys, 2 arguments and at least one record template')
+  end
+  local err = check_maxlen(args[2])
+  if err then return redis.error_reply(err) end
+  local n = #args - 2
+  local ids = {}
+  for j = 1, n do
+    local t = args[j + 2]
+    if #t < FIXED or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= 1 then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
+    if idlen < 1 or #t < FIXED + idlen then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    ids[j] = string.sub(t, FIXED + 1, FIXED + idlen)
+  end
+  ensure_epoch(keys[4])
+  local v0 = tonumber(redis.call('GET', keys[2]) or '0')
+  local fields = {}
+  for j = 1, n do
+    local v = v0 + j
+    local t = args[j + 2]
+    local vb = struct.pack('>I8', v)
+    if string.sub(t, 3, 10) ~= vb then
+      t = string.sub(t, 1, 2) .. vb .. string.sub(t, 11)
+    end
+    redis.call('XADD', keys[3], v .. '-1', 'op', 'put', 'id', ids[j], 'ts', string.sub(t, 11, 18))
+    fields[2 * j - 1] = ids[j]
+    fields[2 * j] = t
+  end
+  redis.call('XTRIM', keys[3], 'MAXLEN', '~', args[2])
+  redis.call('SET', keys[2], v0 + n)
+  -- Pairs in order: a later post for the same id wins, as with put.
+  for h = 1, #fields, HSET_ARGS do
+    redis.call('HSET', keys[1], unpack(fields, h, math.min(h + HSET_ARGS - 1, #fields)))
+  end
+  for j = 2, #fields, 2 do
+    redis.call('PUBLISH', args[1], fields[j])
+  end
+  return v0 + n
+end
+
 local function version(keys, args)
-  return 2
+  return 3
 end
 
 redis.register_function('heavyread_put', put)
 redis.register_function('heavyread_delete', delete)
+redis.register_function('heavyread_put_many', put_many)
 redis.register_function{function_name = 'heavyread_version', callback = version, flags = {'no-writes'}}
 "#;
 

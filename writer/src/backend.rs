@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use heavyread_sync::{Publisher, Written};
+use heavyread_sync::{Publisher, PutBatch, Written};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -115,21 +115,16 @@ impl Backend {
         }
     }
 
-    /// Pipelined puts of valid posts (id, body), in order.
-    pub async fn put_many(&self, items: &[(String, Vec<u8>)]) -> Result<Vec<Written>, ApiError> {
-        let refs: Vec<(&str, &[u8])> = items
-            .iter()
-            .map(|(id, body)| (id.as_str(), body.as_slice()))
-            .collect();
+    /// Puts a batch of valid posts, in order (see [`Publisher::put_batch`]).
+    pub async fn put_batch(&self, batch: &PutBatch) -> Result<Vec<Written>, ApiError> {
         match self
-            .once_more("bulk put", || self.bulk.put_many(&refs))
+            .once_more("bulk put", || self.bulk.put_batch(batch))
             .await
         {
             Ok(written) => {
-                let bytes = items.iter().map(|(_, b)| b.len() as u64).sum();
                 let last = written.iter().map(|w| w.version).max().unwrap_or(0);
                 self.metrics
-                    .published_puts(written.len() as u64, bytes, last);
+                    .published_puts(written.len() as u64, batch.body_bytes(), last);
                 Ok(written)
             }
             Err(e) => Err(self.failed("bulk put", e)),

@@ -210,3 +210,103 @@ async fn an_empty_bulk_applies_nothing() {
     assert_eq!(r.json()["last_version"], serde_json::Value::Null);
     assert_eq!(env.snapshot().version, None);
 }
+
+/// One change log entry: stream id and field/value pairs.
+type LogEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// The next `n` payloads published on `{hr}:changes`, read from a connection
+/// that subscribed (and got the confirmation) before the writes.
+fn published(sub: &mut redis::Connection, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|_| match sub.recv_response().expect("a published record") {
+            redis::Value::Array(parts) | redis::Value::Push { data: parts, .. } => {
+                match parts.as_slice() {
+                    [_, _, redis::Value::BulkString(payload)] => payload.clone(),
+                    other => panic!("not a message: {other:?}"),
+                }
+            }
+            other => panic!("not a message: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_applied_line_gets_its_own_version_log_entry_and_message_in_line_order() {
+    // Chunks span several batch calls and end inside one; a /create between
+    // two bulks makes the writer's expected versions wrong for the second.
+    let env = Env::start_with(|c| c.bulk_chunk = 300).await;
+    let mut sub = env.redis.connection();
+    sub.send_packed_command(
+        &redis::cmd("SUBSCRIBE")
+            .arg("{hr}:changes")
+            .get_packed_command(),
+    )
+    .unwrap();
+    sub.recv_response().expect("subscription confirmed");
+    sub.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+
+    let mut expected: Vec<(String, Vec<u8>)> = Vec::new();
+    for round in 0..2 {
+        let mut lines = Vec::new();
+        for i in 0..700 {
+            // Ids repeat inside a bulk; line 100 of each bulk is malformed.
+            let id = format!("r{}", i % 450);
+            let title = format!("round {round} line {i}");
+            if i == 99 {
+                lines.push("{oops".to_owned());
+                continue;
+            }
+            lines.push(post(&id, &title, "c", "a"));
+            expected.push((id.clone(), served(&id, &title, "c", "a")));
+        }
+        let r = request(env.addr(), "POST", "/bulk", &[NDJSON], &ndjson(&lines)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["applied"], 699);
+        assert_eq!(r.json()["errors"][0]["line"], 100);
+        if round == 0 {
+            let c = env.create(&post("between", "t", "c", "a")).await;
+            assert_eq!(c.status, 201, "{}", c.text());
+            expected.push(("between".into(), served("between", "t", "c", "a")));
+        }
+    }
+
+    let n = expected.len();
+    let messages = published(&mut sub, n);
+    let snap = env.snapshot();
+    assert_eq!(snap.version, Some(n as u64));
+    assert_eq!(snap.log_len, n as u64);
+    let mut c = env.redis.connection();
+    let log: Vec<LogEntry> = redis::cmd("XRANGE")
+        .arg("{hr}:log")
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let mut last_of = std::collections::HashMap::new();
+    for (k, ((id, body), raw)) in expected.iter().zip(&messages).enumerate() {
+        let version = k as u64 + 1;
+        let rec = heavyread_sync::RecordRef::decode(raw).expect("published record decodes");
+        assert_eq!(
+            (rec.version, rec.id, rec.body),
+            (version, id.as_str(), body.as_slice()),
+            "message {k}"
+        );
+        assert_eq!(rec.etag, heavyread_sync::record::etag_of(body));
+        let (entry, fields) = &log[k];
+        assert_eq!(entry, &format!("{version}-1"));
+        assert_eq!(
+            fields,
+            &vec![
+                (b"op".to_vec(), b"put".to_vec()),
+                (b"id".to_vec(), id.as_bytes().to_vec()),
+                (b"ts".to_vec(), rec.written_at_ns.to_be_bytes().to_vec()),
+            ]
+        );
+        last_of.insert(id.clone(), raw.clone());
+    }
+    assert_eq!(snap.posts.len(), last_of.len());
+    for (id, raw) in last_of {
+        assert_eq!(snap.posts[id.as_bytes()], raw, "{id} holds its last record");
+    }
+}
