@@ -213,8 +213,8 @@ mod tests {
     #[test]
     fn a_short_slice_is_set_inherited_and_restored() {
         std::thread::spawn(|| {
+            // Kernels before EEVDF custom slices show no se.slice: nothing to check there.
             let Some(default) = slice_ns() else {
-                eprintln!("this kernel shows no se.slice: nothing to check");
                 return;
             };
             set_time_slice(std::time::Duration::from_micros(100)).unwrap();

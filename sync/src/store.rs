@@ -6,12 +6,16 @@
 //! insert" needs no compare-and-swap: nobody else can change the entry in
 //! between.
 //!
-//! Each [`Entry`] keeps its HTTP header fragment and its body in one buffer,
-//! so a hit costs the reader one lookup and one copy:
+//! Each [`Entry`] keeps its id, its HTTP header fragment and its body in one
+//! heap block, so a hit costs the reader one lookup and one copy:
 //!
 //! ```text
-//! ETag: "<32 hex>"\r\nContent-Length: <n>\r\n<body>
+//! <id>ETag: "<32 hex>"\r\nContent-Length: <n>\r\n<body>
 //! ```
+//!
+//! The map is a papaya set of entries keyed by the id inside their block, so
+//! a post costs its bytes, papaya's node holding the 24-byte entry handle, a
+//! table slot and the allocator's headers: see [`ENTRY_OVERHEAD`].
 //!
 //! # Bounded stores
 //!
@@ -40,23 +44,33 @@
 //! - The ring costs a second copy of each key and one slot: a bounded store
 //!   counts them in its bytes ([`RING_SLOT_OVERHEAD`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use papaya::Guard as _;
 
 use crate::record::{etag_hex, RecordRef};
+
+pub use self::block::Entry;
 
 /// A pinned epoch guard; entries borrowed under it stay valid until it drops.
 pub type Guard<'a> = papaya::LocalGuard<'a>;
 
-/// Bytes counted per entry beyond its key and data: the map slot, the entry
-/// node and allocator headers (measured with 1M entries, see the benchmarks).
-pub const ENTRY_OVERHEAD: u64 = 96;
+/// Bytes counted per entry beyond its id, header fragment and body: papaya's
+/// map node (the 24-byte [`Entry`] handle in glibc's smallest, 32-byte,
+/// chunk), the block's allocator header and size-class rounding (8 + about 8),
+/// and the entry's share of the map's table (9 bytes a slot, at most about
+/// half the slots used: 19 bytes an entry at a million). Measured: a reader
+/// that took 1,000,000 posts of ~350-byte bodies over pub/sub grew by 496.4
+/// MB of RSS for 426.1 MB of ids, header fragments and bodies, 70.3 bytes an
+/// entry (the memory step of `bench/run_benchmark.sh`).
+pub const ENTRY_OVERHEAD: u64 = 70;
 
 /// Bytes counted per entry of a bounded store for its slot in the eviction
-/// ring (beyond the ring's copy of the key).
-pub const RING_SLOT_OVERHEAD: u64 = 16;
+/// ring, beyond the ring's copy of the key: the ring's `Option<Box<str>>`
+/// (16), the key copy's allocator header and rounding (about 16), and the
+/// slot number kept at the end of the entry's block (4).
+pub const RING_SLOT_OVERHEAD: u64 = 36;
 
 /// Slot number of an entry that is in no ring (unbounded stores).
 const NO_SLOT: u32 = u32::MAX;
@@ -64,43 +78,47 @@ const NO_SLOT: u32 = u32::MAX;
 /// Length of `ETag: "<32 hex>"\r\n`.
 const ETAG_LINE: usize = 6 + 34 + 2;
 
-/// One stored post, immutable once published to the map.
-#[derive(Debug)]
-pub struct Entry {
-    version: u64,
-    written_at_ns: u64,
-    /// Resync generation that last saw this id in Redis; lets a full resync
-    /// remove ids Redis no longer has. Written only by the sync thread, never
-    /// read on the request path.
-    generation: AtomicU32,
-    /// Length of the header fragment at the start of `data`.
-    head_len: u32,
-    /// Position of the key in the writer's eviction ring (bounded stores).
-    slot: u32,
-    /// CLOCK reference bit: set by a hit on a bounded store, cleared by the hand.
-    referenced: AtomicBool,
-    /// Header fragment followed by the body, in one allocation.
-    data: Bytes,
+/// The header fragment of a body of `body_len` bytes, into `out`; returns its length.
+fn header_fragment(etag: &[u8; 16], body_len: usize, out: &mut [u8; MAX_HEAD]) -> usize {
+    let mut len_buf = [0u8; 20];
+    let digits = itoa(body_len as u64, &mut len_buf);
+    let parts: [&[u8]; 5] = [
+        b"ETag: \"",
+        &etag_hex(etag),
+        b"\"\r\nContent-Length: ",
+        digits,
+        b"\r\n",
+    ];
+    let mut n = 0;
+    for p in parts {
+        out[n..n + p.len()].copy_from_slice(p);
+        n += p.len();
+    }
+    debug_assert_eq!(n, head_len_for(body_len));
+    n
+}
+
+/// Longest header fragment: `Content-Length` of a 20-digit number.
+const MAX_HEAD: usize = ETAG_LINE + 16 + 20 + 2;
+
+/// Length of the header fragment of a body of `body_len` bytes.
+fn head_len_for(body_len: usize) -> usize {
+    let mut tmp = [0u8; 20];
+    ETAG_LINE + 16 + itoa(body_len as u64, &mut tmp).len() + 2
 }
 
 impl Entry {
     /// An entry built from a record outside any store (a read-through fill
     /// answers its waiters with one before the writer admits it).
     pub fn from_record(rec: &RecordRef<'_>) -> Self {
-        Entry::new(rec, 0)
+        // Fills only exist for bounded stores, whose entries carry a ring slot.
+        Entry::new(rec, true)
     }
 
-    /// A copy sharing the same bytes, for inserting a fill's entry.
-    fn duplicate(&self, generation: u32) -> Self {
-        Entry {
-            version: self.version,
-            written_at_ns: self.written_at_ns,
-            generation: AtomicU32::new(generation),
-            head_len: self.head_len,
-            slot: NO_SLOT,
-            referenced: AtomicBool::new(false),
-            data: self.data.clone(),
-        }
+    fn new(rec: &RecordRef<'_>, with_slot: bool) -> Self {
+        let mut head = [0u8; MAX_HEAD];
+        let head_len = header_fragment(&rec.etag, rec.body.len(), &mut head);
+        Entry::from_parts(rec.version, rec.id, &head[..head_len], rec.body, with_slot)
     }
 
     /// Marks the entry as recently read (CLOCK). Costs a relaxed load, and a
@@ -112,69 +130,271 @@ impl Entry {
         }
     }
 
-    fn new(rec: &RecordRef<'_>, generation: u32) -> Self {
-        let mut len_buf = [0u8; 20];
-        let len_digits = itoa(rec.body.len() as u64, &mut len_buf);
-        let head_len = ETAG_LINE + 16 + len_digits.len() + 2;
-        let mut data = BytesMut::with_capacity(head_len + rec.body.len());
-        data.put_slice(b"ETag: \"");
-        data.put_slice(&etag_hex(&rec.etag));
-        data.put_slice(b"\"\r\nContent-Length: ");
-        data.put_slice(len_digits);
-        data.put_slice(b"\r\n");
-        debug_assert_eq!(data.len(), head_len);
-        data.put_slice(rec.body);
-        Entry {
-            version: rec.version,
-            written_at_ns: rec.written_at_ns,
-            generation: AtomicU32::new(generation),
-            head_len: head_len as u32,
-            slot: NO_SLOT,
-            // A new entry gets no second chance until it is read again: a
-            // one-off read (the fill that brought it) does not make it hot.
-            referenced: AtomicBool::new(false),
-            data: data.freeze(),
-        }
-    }
-
     /// The version of the change that produced this entry.
+    #[inline]
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    /// When the writer built this version (unix ns).
-    pub fn written_at_ns(&self) -> u64 {
-        self.written_at_ns
-    }
-
     /// The quoted etag, `"<32 hex>"`, as it goes in an `ETag` header.
+    #[inline]
     pub fn etag(&self) -> &[u8] {
-        &self.data[6..40]
+        &self.headers()[6..40]
     }
 
     /// `ETag: "<32 hex>"\r\n`: the one entity header of a 304.
+    #[inline]
     pub fn etag_line(&self) -> &[u8] {
-        &self.data[..ETAG_LINE]
+        &self.headers()[..ETAG_LINE]
     }
 
-    /// `ETag` and `Content-Length` header lines, each ending in CRLF.
-    pub fn headers(&self) -> &[u8] {
-        &self.data[..self.head_len as usize]
+    /// Bytes this entry accounts for beyond [`ENTRY_OVERHEAD`]: id, header
+    /// fragment and body.
+    fn data_len(&self) -> u64 {
+        (self.id().len() + self.headers_and_body().len()) as u64
+    }
+}
+
+/// The entry's memory layout, the one place in this crate with `unsafe`.
+mod block {
+    use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+    use std::fmt;
+    use std::ptr::NonNull;
+    use std::sync::atomic::AtomicBool;
+
+    /// Set in `lens` when the block ends with a ring slot.
+    const HAS_SLOT: u32 = 1 << 31;
+    /// Bytes of the ring slot at the end of a bounded store's block.
+    const SLOT_LEN: usize = 4;
+
+    /// One stored post, immutable once published to the map but for its
+    /// CLOCK bit (set by hits), its resync mark (set by the sync thread) and
+    /// its ring slot (set by the sync thread before the entry is published).
+    ///
+    /// A 24-byte handle, which papaya keeps inline in its map node, over one
+    /// heap block laid out as
+    ///
+    /// ```text
+    /// [id][ETag: "<32 hex>"\r\nContent-Length: <n>\r\n][body][ring slot, u32, bounded stores only]
+    /// ```
+    ///
+    /// so a post costs two allocations (the node and the block) and a map
+    /// slot, and a hit reads the id, the headers and the start of the body
+    /// from the same cache lines.
+    pub struct Entry {
+        /// Start of the block, which this entry owns.
+        ptr: NonNull<u8>,
+        /// The version of the change that produced this entry.
+        pub(super) version: u64,
+        /// Body length, plus [`HAS_SLOT`].
+        lens: u32,
+        /// Id length (1..=`MAX_ID_LEN`).
+        id_len: u8,
+        /// Header fragment length.
+        head_len: u8,
+        /// CLOCK reference bit: set by a hit on a bounded store, cleared by the hand.
+        pub(super) referenced: AtomicBool,
+        /// Seen in Redis by the current (or last) full resync; entries a
+        /// resync leaves unmarked are removed by its sweep. Written only by
+        /// the sync thread, never read on the request path.
+        pub(super) seen: AtomicBool,
     }
 
-    /// The body exactly as the writer serialized it.
-    pub fn body(&self) -> &[u8] {
-        &self.data[self.head_len as usize..]
+    // The handle must stay small enough for papaya's node to fit glibc's
+    // smallest chunk (24 usable bytes).
+    const _: () = assert!(std::mem::size_of::<Entry>() == 24);
+
+    // SAFETY: the block is owned by the entry (freed only by its drop), its
+    // bytes are written only while the entry is built or, for the ring slot,
+    // through `&mut Entry`; shared access only reads them. The other fields
+    // are plain values or atomics.
+    unsafe impl Send for Entry {}
+    // SAFETY: as above: `&Entry` never writes the block.
+    unsafe impl Sync for Entry {}
+
+    impl Entry {
+        /// Copies `id`, `head` and `body` into a new block, with room for a
+        /// ring slot (set to `u32::MAX`) when `with_slot`.
+        pub(super) fn from_parts(
+            version: u64,
+            id: &str,
+            head: &[u8],
+            body: &[u8],
+            with_slot: bool,
+        ) -> Entry {
+            // Records are bounded far below these (MAX_ID_LEN, MAX_BODY_LEN);
+            // a caller that built a RecordRef by hand past them is a bug.
+            assert!(
+                !id.is_empty() && id.len() <= usize::from(u8::MAX),
+                "id length {} out of range",
+                id.len()
+            );
+            assert!(
+                head.len() <= usize::from(u8::MAX),
+                "header fragment too long"
+            );
+            let body_len = u32::try_from(body.len())
+                .ok()
+                .filter(|&n| n < HAS_SLOT)
+                .expect("body longer than 2 GiB");
+            let slot_len = if with_slot { SLOT_LEN } else { 0 };
+            let layout = block_layout(id.len() + head.len() + body.len() + slot_len);
+            // SAFETY: the layout has a non-zero size (the id is not empty).
+            let raw = unsafe { alloc(layout) };
+            let Some(ptr) = NonNull::new(raw) else {
+                handle_alloc_error(layout)
+            };
+            let mut at = 0;
+            for part in [id.as_bytes(), head, body] {
+                // SAFETY: the parts add up to at most the block's size, and a
+                // fresh allocation does not overlap them.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(part.as_ptr(), ptr.as_ptr().add(at), part.len())
+                };
+                at += part.len();
+            }
+            let mut e = Entry {
+                ptr,
+                version,
+                lens: body_len | if with_slot { HAS_SLOT } else { 0 },
+                id_len: id.len() as u8,
+                head_len: head.len() as u8,
+                referenced: AtomicBool::new(false),
+                seen: AtomicBool::new(true),
+            };
+            if with_slot {
+                e.set_slot(u32::MAX);
+            }
+            e
+        }
+
+        /// A copy of this entry in a block of its own, with or without a ring slot.
+        pub(super) fn copy(&self, with_slot: bool) -> Entry {
+            Entry::from_parts(
+                self.version,
+                self.id(),
+                self.headers(),
+                self.body(),
+                with_slot,
+            )
+        }
+
+        #[inline]
+        fn body_len(&self) -> usize {
+            (self.lens & !HAS_SLOT) as usize
+        }
+
+        #[inline]
+        fn has_slot(&self) -> bool {
+            self.lens & HAS_SLOT != 0
+        }
+
+        /// Length of the block: id, header fragment, body and ring slot.
+        fn block_len(&self) -> usize {
+            let slot = if self.has_slot() { SLOT_LEN } else { 0 };
+            usize::from(self.id_len) + usize::from(self.head_len) + self.body_len() + slot
+        }
+
+        /// `len` bytes of the block from `at`.
+        ///
+        /// # Safety
+        ///
+        /// `at + len` must not exceed the block's id, header and body bytes.
+        #[inline]
+        unsafe fn bytes(&self, at: usize, len: usize) -> &[u8] {
+            // SAFETY: in bounds per the caller; these bytes were initialised
+            // when the block was built and are never written again.
+            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), len) }
+        }
+
+        /// The post id.
+        #[inline]
+        pub fn id(&self) -> &str {
+            // SAFETY: the first `id_len` bytes of the block.
+            let bytes = unsafe { self.bytes(0, usize::from(self.id_len)) };
+            // SAFETY: they were copied from a `&str` in `from_parts`.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        }
+
+        /// Header fragment and body together.
+        #[inline]
+        pub fn headers_and_body(&self) -> &[u8] {
+            let len = usize::from(self.head_len) + self.body_len();
+            // SAFETY: the header fragment and the body follow the id.
+            unsafe { self.bytes(usize::from(self.id_len), len) }
+        }
+
+        /// `ETag` and `Content-Length` header lines, each ending in CRLF.
+        #[inline]
+        pub fn headers(&self) -> &[u8] {
+            // SAFETY: the header fragment follows the id.
+            unsafe { self.bytes(usize::from(self.id_len), usize::from(self.head_len)) }
+        }
+
+        /// The body exactly as the writer serialized it.
+        #[inline]
+        pub fn body(&self) -> &[u8] {
+            let at = usize::from(self.id_len) + usize::from(self.head_len);
+            // SAFETY: the body follows the header fragment.
+            unsafe { self.bytes(at, self.body_len()) }
+        }
+
+        /// Position of the id in the writer's eviction ring (bounded stores);
+        /// `u32::MAX` when in none.
+        pub(super) fn slot(&self) -> u32 {
+            if !self.has_slot() {
+                return u32::MAX;
+            }
+            let at = self.block_len() - SLOT_LEN;
+            // SAFETY: the last SLOT_LEN bytes of the block are the slot,
+            // written in `from_parts` and only through `&mut self` since.
+            let bytes =
+                unsafe { std::ptr::read_unaligned(self.ptr.as_ptr().add(at).cast::<[u8; 4]>()) };
+            u32::from_ne_bytes(bytes)
+        }
+
+        /// Sets the ring slot; a no-op for a block without one.
+        pub(super) fn set_slot(&mut self, slot: u32) {
+            if !self.has_slot() {
+                return;
+            }
+            let at = self.block_len() - SLOT_LEN;
+            // SAFETY: the last SLOT_LEN bytes of the block; `&mut self` means
+            // nobody else can be reading them.
+            unsafe {
+                std::ptr::write_unaligned(
+                    self.ptr.as_ptr().add(at).cast::<[u8; 4]>(),
+                    slot.to_ne_bytes(),
+                )
+            };
+        }
     }
 
-    /// The body as a shared buffer (no copy).
-    pub fn body_bytes(&self) -> Bytes {
-        self.data.slice(self.head_len as usize..)
+    fn block_layout(len: usize) -> Layout {
+        // Alignment 1: the block holds bytes only (the slot is read unaligned).
+        match Layout::from_size_align(len, 1) {
+            Ok(l) => l,
+            Err(_) => panic!("entry block of {len} bytes"),
+        }
     }
 
-    /// Header fragment and body together.
-    pub fn headers_and_body(&self) -> &[u8] {
-        &self.data
+    impl Drop for Entry {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `from_parts` with this layout (its size is
+            // a function of the lengths, which never change), and freed only here.
+            unsafe { dealloc(self.ptr.as_ptr(), block_layout(self.block_len())) }
+        }
+    }
+
+    impl fmt::Debug for Entry {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Entry")
+                .field("id", &self.id())
+                .field("version", &self.version)
+                .field("headers", &String::from_utf8_lossy(self.headers()))
+                .field("body_len", &self.body_len())
+                .finish_non_exhaustive()
+        }
     }
 }
 
@@ -203,13 +423,44 @@ fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
     &tmp[i..]
 }
 
+/// An entry as the map holds it: hashed and compared by its id, so the id
+/// lives once, in the entry's block, instead of in a key of its own.
+struct Resident(Entry);
+
+impl std::hash::Hash for Resident {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Must hash as the `&str` a lookup passes (see `Borrow`).
+        self.0.id().hash(state);
+    }
+}
+
+impl PartialEq for Resident {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for Resident {}
+
+impl std::borrow::Borrow<str> for Resident {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
+}
+
+impl std::fmt::Debug for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// The map every executor reads.
 #[derive(Debug)]
 pub struct Store {
-    map: papaya::HashMap<Box<str>, Entry>,
-    /// Accounted bytes (data + key + [`ENTRY_OVERHEAD`] per entry, plus the
-    /// ring's key copy and [`RING_SLOT_OVERHEAD`] when bounded); only the
-    /// writer changes it.
+    map: papaya::HashSet<Resident>,
+    /// Accounted bytes (id, header fragment and body + [`ENTRY_OVERHEAD`]
+    /// per entry, plus the ring's key copy and [`RING_SLOT_OVERHEAD`] when
+    /// bounded); only the writer changes it.
     bytes: AtomicU64,
     /// The byte budget; `None` holds everything.
     budget: Option<u64>,
@@ -247,17 +498,26 @@ impl Store {
     /// [`Store::new`] for `None`, [`Store::bounded`] otherwise.
     pub fn with_budget(budget: Option<u64>) -> (Arc<Store>, StoreWriter) {
         let store = Arc::new(Store {
-            map: papaya::HashMap::new(),
+            // Blocking resizes: the sync thread, the only writer, finishes a
+            // resize as soon as it starts, so readers never look in two tables
+            // and the old table is retired at once. (Incremental resizing
+            // spreads the copy over later writes, which a store that stops
+            // growing may never make: a million-entry store kept its previous
+            // 9 MiB table, and every miss probed both tables.)
+            map: papaya::HashSet::builder()
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
             bytes: AtomicU64::new(0),
             budget,
             evictions: AtomicU64::new(0),
         });
         let writer = StoreWriter {
             store: Arc::clone(&store),
-            generation: 0,
             ring: Vec::new(),
             free: Vec::new(),
             hand: 0,
+            unflushed: 0,
+            unmarked: 0,
         };
         (store, writer)
     }
@@ -281,7 +541,7 @@ impl Store {
     /// bounded store a hit also sets the entry's reference bit.
     #[inline]
     pub fn get<'g>(&self, id: &str, guard: &'g Guard<'_>) -> Option<&'g Entry> {
-        let e = self.map.get(id, guard);
+        let e = self.map.get(id, guard).map(|r| &r.0);
         if self.budget.is_some() {
             if let Some(e) = e {
                 e.touch();
@@ -292,7 +552,7 @@ impl Store {
 
     /// True when `id` is resident; does not count as a read.
     pub fn contains(&self, id: &str) -> bool {
-        self.map.contains_key(id, &self.map.guard())
+        self.map.contains(id, &self.map.guard())
     }
 
     /// Number of ids held.
@@ -316,9 +576,9 @@ impl Store {
         let mut out: Vec<_> = self
             .map
             .iter(&guard)
-            .map(|(k, e)| {
+            .map(|Resident(e)| {
                 (
-                    k.to_string(),
+                    e.id().to_owned(),
                     e.version,
                     String::from_utf8_lossy(e.etag()).into_owned(),
                 )
@@ -327,20 +587,52 @@ impl Store {
         out.sort();
         out
     }
+
+    /// The bytes [`Store::bytes`] should hold, recomputed from every entry;
+    /// for tests and audits (walks the whole map).
+    pub fn recount_bytes(&self) -> u64 {
+        let guard = self.map.guard();
+        let bounded = self.budget.is_some();
+        self.map
+            .iter(&guard)
+            .map(|Resident(e)| entry_cost(e, bounded))
+            .sum()
+    }
+}
+
+/// Accounted bytes of `e` in a bounded or unbounded store.
+fn entry_cost(e: &Entry, bounded: bool) -> u64 {
+    let ring = if bounded {
+        e.id().len() as u64 + RING_SLOT_OVERHEAD
+    } else {
+        0
+    };
+    e.data_len() + ENTRY_OVERHEAD + ring
 }
 
 /// The store's single writer, owned by the sync thread.
 #[derive(Debug)]
 pub struct StoreWriter {
     store: Arc<Store>,
-    generation: u32,
     /// Bounded stores: the CLOCK ring of resident keys (`None`: a free slot).
     ring: Vec<Option<Box<str>>>,
     /// Free slots of the ring.
     free: Vec<u32>,
     /// The CLOCK hand: the next slot to look at.
     hand: usize,
+    /// Inserts since the writer last flushed its retired garbage.
+    unflushed: u32,
+    /// Entries the current resync unmarked; none means its sweep has
+    /// nothing to look for.
+    unmarked: usize,
 }
+
+/// Inserts between two flushes of the writer's retired garbage. papaya
+/// retires a map's old table when it grows, but frees it only once the
+/// thread's batch of retired objects fills, which inserts of new ids never
+/// do: without a flush, a map loaded from empty keeps every table it
+/// outgrew (about 18 bytes per entry at a million entries).
+const FLUSH_EVERY: u32 = 4096;
 
 impl StoreWriter {
     /// The store this writer changes.
@@ -352,14 +644,9 @@ impl StoreWriter {
         self.store.budget.is_some()
     }
 
-    /// Accounted bytes of `e` stored under `key`.
-    fn cost(&self, e: &Entry, key: &str) -> u64 {
-        let ring = if self.bounded() {
-            key.len() as u64 + RING_SLOT_OVERHEAD
-        } else {
-            0
-        };
-        e.data.len() as u64 + key.len() as u64 + ENTRY_OVERHEAD + ring
+    /// Accounted bytes of `e`.
+    fn cost(&self, e: &Entry) -> u64 {
+        entry_cost(e, self.bounded())
     }
 
     /// Applies a put if it is newer than what the store holds. A bounded
@@ -374,36 +661,46 @@ impl StoreWriter {
         self.put_inner(rec, false, Admit::Always)
     }
 
-    /// [`Self::admit`] for an entry already built from a record.
+    /// [`Self::admit`] for an entry already built from a record (a copy of
+    /// it goes into the store: the caller's may still be read by waiters).
     pub fn admit_entry(&mut self, id: &str, entry: &Entry) -> Applied {
+        debug_assert_eq!(id, entry.id());
         let store = Arc::clone(&self.store);
         let map = &store.map;
         let guard = map.guard();
-        let old = map.get(id, &guard);
+        let old = map.get(id, &guard).map(|r| &r.0);
         if old.is_some_and(|e| e.version >= entry.version) {
             return Applied::Stale;
         }
-        let new = entry.duplicate(self.generation);
-        self.install(id, new, old)
+        let new = entry.copy(self.bounded());
+        self.install(new, old)
     }
 
     /// Puts `entry` in place of `old` (or as a new id): an update keeps the
     /// ring slot and the reference bit of the entry it replaces, a new id
     /// takes a slot; accounts the bytes, then evicts while over budget.
-    fn install(&mut self, id: &str, mut entry: Entry, old: Option<&Entry>) -> Applied {
-        entry.slot = match old {
+    fn install(&mut self, mut entry: Entry, old: Option<&Entry>) -> Applied {
+        let slot = match old {
             Some(e) => {
                 entry
                     .referenced
                     .store(e.referenced.load(Ordering::Relaxed), Ordering::Relaxed);
-                e.slot
+                e.slot()
             }
-            None => self.take_slot(id),
+            None => self.take_slot(entry.id()),
         };
-        let new_size = self.cost(&entry, id);
-        let old_size = old.map(|e| self.cost(e, id)).unwrap_or(0);
+        entry.set_slot(slot);
+        let new_size = self.cost(&entry);
+        let old_size = old.map(|e| self.cost(e)).unwrap_or(0);
         let store = Arc::clone(&self.store);
-        store.map.insert(id.into(), entry, &store.map.guard());
+        let guard = store.map.guard();
+        store.map.insert(Resident(entry), &guard);
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY {
+            self.unflushed = 0;
+            guard.flush();
+        }
+        drop(guard);
         store.bytes.fetch_add(new_size, Ordering::Relaxed);
         store.bytes.fetch_sub(old_size, Ordering::Relaxed);
         self.evict_over_budget();
@@ -419,10 +716,10 @@ impl StoreWriter {
         let store = Arc::clone(&self.store);
         let map = &store.map;
         let guard = map.guard();
-        match map.get(id, &guard) {
+        match map.get(id, &guard).map(|r| &r.0) {
             Some(e) if e.version < version => {
-                let size = self.cost(e, id);
-                let slot = e.slot;
+                let size = self.cost(e);
+                let slot = e.slot();
                 map.remove(id, &guard);
                 self.free_slot(slot);
                 store.bytes.fetch_sub(size, Ordering::Relaxed);
@@ -481,12 +778,12 @@ impl StoreWriter {
             let Some(key) = self.ring[slot].as_deref() else {
                 continue;
             };
-            match map.get(key, &guard) {
+            match map.get(key, &guard).map(|r| &r.0) {
                 Some(e) if e.referenced.load(Ordering::Relaxed) => {
                     e.referenced.store(false, Ordering::Relaxed);
                 }
                 Some(e) => {
-                    let size = self.cost(e, key);
+                    let size = self.cost(e);
                     map.remove(key, &guard);
                     store.bytes.fetch_sub(size, Ordering::Relaxed);
                     store.evictions.fetch_add(1, Ordering::Relaxed);
@@ -504,9 +801,17 @@ impl StoreWriter {
         map.reserve(additional, &map.guard());
     }
 
-    /// Starts a full resync: entries not seen again before [`Self::sweep`] are removed.
+    /// Starts a full resync: entries not seen again before [`Self::sweep`]
+    /// are removed. Unmarks every entry (one pass over the map; a resync
+    /// reads them all from Redis anyway).
     pub fn begin_resync(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
+        let map = &self.store.map;
+        let guard = map.guard();
+        self.unmarked = 0;
+        for Resident(e) in map.iter(&guard) {
+            e.seen.store(false, Ordering::Relaxed);
+            self.unmarked += 1;
+        }
     }
 
     /// Applies a put read by a resync scan and marks the id as seen.
@@ -522,18 +827,24 @@ impl StoreWriter {
 
     /// Removes every entry the current resync did not see; returns how many.
     pub fn sweep(&mut self) -> usize {
+        if self.unmarked == 0 {
+            // Every entry came in during this resync (a bootstrap into an
+            // empty store): all are marked, no need to walk the map.
+            return 0;
+        }
+        self.unmarked = 0;
         let store = Arc::clone(&self.store);
         let map = &store.map;
         let guard = map.guard();
-        let gen = self.generation;
         let stale: Vec<Box<str>> = map
             .iter(&guard)
-            .filter(|(_, e)| e.generation.load(Ordering::Relaxed) != gen)
-            .map(|(k, _)| k.clone())
+            .filter(|Resident(e)| !e.seen.load(Ordering::Relaxed))
+            .map(|Resident(e)| Box::from(e.id()))
             .collect();
         for k in &stale {
-            if let Some(e) = map.remove(k.as_ref(), &guard) {
-                let (size, slot) = (self.cost(e, k), e.slot);
+            if let Some(e) = map.get(k.as_ref(), &guard).map(|r| &r.0) {
+                let (size, slot) = (self.cost(e), e.slot());
+                map.remove(k.as_ref(), &guard);
                 self.free_slot(slot);
                 store.bytes.fetch_sub(size, Ordering::Relaxed);
             }
@@ -545,16 +856,15 @@ impl StoreWriter {
         let store = Arc::clone(&self.store);
         let map = &store.map;
         let guard = map.guard();
-        let old = map.get(rec.id, &guard);
+        let old = map.get(rec.id, &guard).map(|r| &r.0);
         if old.is_none() {
             if let Some(budget) = self.store.budget {
                 let admitted = match admit {
                     Admit::Always => true,
                     Admit::Resident => false,
                     Admit::UnderBudget => {
-                        let size = rec.body.len() as u64
-                            + 64
-                            + 2 * rec.id.len() as u64
+                        let len = rec.body.len();
+                        let size = (2 * rec.id.len() + head_len_for(len) + len) as u64
                             + ENTRY_OVERHEAD
                             + RING_SLOT_OVERHEAD;
                         self.store.bytes.load(Ordering::Relaxed) + size <= budget
@@ -566,18 +876,14 @@ impl StoreWriter {
             }
         }
         if let Some(e) = old {
-            if e.version == rec.version && !force {
-                e.generation.store(self.generation, Ordering::Relaxed);
-                return Applied::Stale;
-            }
-            if e.version > rec.version && !force {
-                // Seen in Redis too (a newer version already arrived).
-                e.generation.store(self.generation, Ordering::Relaxed);
+            if e.version >= rec.version && !force {
+                // Seen in Redis (the same version, or a newer one already arrived).
+                e.seen.store(true, Ordering::Relaxed);
                 return Applied::Stale;
             }
         }
-        let entry = Entry::new(rec, self.generation);
-        self.install(rec.id, entry, old)
+        let entry = Entry::new(rec, self.bounded());
+        self.install(entry, old)
     }
 }
 
@@ -613,7 +919,6 @@ mod tests {
             e.etag_line(),
             b"ETag: \"99914b932bd37a50b983c5e7c90ae93b\"\r\n"
         );
-        assert_eq!(&e.body_bytes()[..], b"{}");
     }
 
     #[test]
@@ -752,5 +1057,149 @@ mod tests {
             store.bytes(),
             (ETAG_LINE + 16 + 1 + 2 + 1 + 1) as u64 + ENTRY_OVERHEAD
         );
+    }
+
+    /// What the store should account for, from what each entry serves.
+    fn expected_bytes(store: &Store) -> u64 {
+        let g = store.guard();
+        let ring = store.budget().is_some();
+        store
+            .snapshot()
+            .iter()
+            .map(|(id, _, _)| {
+                let e = store.map.get(id.as_str(), &g).map(|r| &r.0).unwrap();
+                let mut n = (id.len() + e.headers().len() + e.body().len()) as u64 + ENTRY_OVERHEAD;
+                if ring {
+                    n += id.len() as u64 + RING_SLOT_OVERHEAD;
+                }
+                n
+            })
+            .sum()
+    }
+
+    #[test]
+    fn entries_keep_id_headers_body_and_slot_apart() {
+        let long_id = "i".repeat(crate::record::MAX_ID_LEN);
+        for len in [0usize, 1, 9, 10, 99, 100, 999, 1_000, 70_000] {
+            let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            for id in ["x", "post-12345", long_id.as_str()] {
+                for with_slot in [false, true] {
+                    let mut e = Entry::new(&rec(id, 7, &body), with_slot);
+                    let head = format!(
+                        "ETag: \"{}\"\r\nContent-Length: {len}\r\n",
+                        std::str::from_utf8(&etag_hex(&etag_of(&body))).unwrap()
+                    );
+                    assert_eq!(e.id(), id);
+                    assert_eq!(e.headers(), head.as_bytes());
+                    assert_eq!(e.body(), &body[..]);
+                    assert_eq!(e.headers_and_body(), [head.as_bytes(), &body].concat());
+                    assert_eq!(e.etag(), &head.as_bytes()[6..40]);
+                    assert_eq!(e.etag_line(), &head.as_bytes()[..ETAG_LINE]);
+                    assert_eq!(e.version(), 7);
+                    assert_eq!(e.data_len(), (id.len() + head.len() + len) as u64);
+                    assert_eq!(e.slot(), NO_SLOT);
+                    e.set_slot(41);
+                    assert_eq!(e.slot(), if with_slot { 41 } else { NO_SLOT });
+                    // Nothing the slot write touched shows in the served bytes.
+                    assert_eq!(e.headers_and_body(), [head.as_bytes(), &body].concat());
+                    let c = e.copy(!with_slot);
+                    assert_eq!(
+                        (c.id(), c.headers_and_body()),
+                        (e.id(), e.headers_and_body())
+                    );
+                    assert_eq!(c.slot(), NO_SLOT);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn accounting_equals_the_sum_over_entries() {
+        for budget in [None, Some(40 * 600), Some(1 << 30)] {
+            let (store, mut w) = Store::with_budget(budget);
+            let mut version = 0;
+            let mut next = || {
+                version += 1;
+                version
+            };
+            for round in 0..4u64 {
+                for i in 0..200u64 {
+                    let id = format!("p{}", (i * 7 + round) % 150);
+                    let body = body(((i * 31 + round * 17) % 700) as usize);
+                    let v = next();
+                    match (i + round) % 5 {
+                        0 => {
+                            w.delete(&id, v);
+                        }
+                        1 => {
+                            w.admit(&rec(&id, v, &body));
+                        }
+                        2 => {
+                            let fill = Entry::from_record(&rec(&id, v, &body));
+                            w.admit_entry(&id, &fill);
+                        }
+                        _ => {
+                            w.put(&rec(&id, v, &body));
+                        }
+                    }
+                    if i % 50 == 0 {
+                        let g = store.guard();
+                        let _ = store.get(&id, &g);
+                    }
+                }
+                // A resync that sees only the even ids, then sweeps the rest.
+                w.begin_resync();
+                for i in (0..150u64).step_by(2) {
+                    let id = format!("p{i}");
+                    w.resync_put(&rec(&id, next(), b"{}"), round == 3);
+                }
+                w.sweep();
+                assert_eq!(
+                    store.bytes(),
+                    expected_bytes(&store),
+                    "{budget:?} round {round}"
+                );
+                assert_eq!(store.bytes(), store.recount_bytes());
+                if let Some(b) = budget {
+                    assert!(store.bytes() <= b, "{} over {b}", store.bytes());
+                }
+            }
+            for (id, _, _) in store.snapshot() {
+                w.delete(&id, u64::MAX);
+            }
+            assert_eq!((store.bytes(), store.len()), (0, 0), "{budget:?}");
+        }
+    }
+
+    #[test]
+    fn an_interrupted_resync_does_not_shield_ids_from_the_next_sweep() {
+        let (store, mut w) = Store::new();
+        for id in ["a", "b", "c"] {
+            w.put(&rec(id, 1, b"v"));
+        }
+        // Sees only `a`, then is abandoned (no sweep).
+        w.begin_resync();
+        w.resync_put(&rec("a", 1, b"v"), false);
+        // The next one sees only `b`: `a` and `c` go.
+        w.begin_resync();
+        w.resync_put(&rec("b", 1, b"v"), false);
+        // A fill admitted during the resync counts as seen.
+        w.admit_entry("d", &Entry::from_record(&rec("d", 2, b"v")));
+        assert_eq!(w.sweep(), 2);
+        let ids: Vec<String> = store.snapshot().into_iter().map(|s| s.0).collect();
+        assert_eq!(ids, ["b", "d"]);
+    }
+
+    #[test]
+    fn a_fill_entry_outlives_its_copy_in_the_store() {
+        let (store, mut w) = Store::bounded(1 << 20);
+        let fill = Entry::from_record(&rec("f", 3, b"{\"f\":1}"));
+        assert_eq!(w.admit_entry("f", &fill), Applied::Inserted);
+        assert_eq!(w.admit_entry("f", &fill), Applied::Stale);
+        assert_eq!(w.delete("f", 4), Applied::Removed);
+        drop(store);
+        drop(w);
+        assert_eq!(fill.body(), b"{\"f\":1}");
+        assert_eq!(fill.id(), "f");
     }
 }

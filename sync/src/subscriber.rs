@@ -391,10 +391,17 @@ impl SyncThread {
         let posts = self.keys.posts.clone();
         let batch = self.cfg.scan_batch;
         let mut scanned = 0usize;
+        // Where the time goes: the fetcher's HSCAN round trips (Redis and the
+        // reply's parsing), and this thread waiting for pages (when that is
+        // most of the total, Redis and the fetcher are the bottleneck).
+        let mut waited = Duration::ZERO;
+        let mut fetching = Duration::ZERO;
         std::thread::scope(|scope| -> Result<(), Error> {
-            scope.spawn(move || {
+            let fetcher = scope.spawn(move || {
                 let mut cursor: u64 = 0;
+                let mut busy = Duration::ZERO;
                 loop {
+                    let t = Instant::now();
                     let page = redis::cmd("HSCAN")
                         .arg(&posts)
                         .arg(cursor)
@@ -403,23 +410,27 @@ impl SyncThread {
                         .query::<Value>(&mut scan_con)
                         .map_err(Error::from)
                         .and_then(parse_scan);
+                    busy += t.elapsed();
                     let (next, items) = match page {
                         Ok(p) => p,
                         Err(e) => {
                             let _ = page_tx.send(Err(e));
-                            return;
+                            return busy;
                         }
                     };
                     // A closed channel means the applier gave up: stop too.
                     if page_tx.send(Ok(items)).is_err() || next == 0 {
-                        return;
+                        return busy;
                     }
                     cursor = next;
                 }
             });
             // Owned here so that returning early drops it, which ends the fetcher.
             let pages = page_rx;
-            for page in pages.iter() {
+            loop {
+                let t = Instant::now();
+                let Ok(page) = pages.recv() else { break };
+                waited += t.elapsed();
                 if self.stopped() {
                     return Err(Error::Protocol("stopping".into()));
                 }
@@ -447,6 +458,12 @@ impl SyncThread {
                     }
                 }
             }
+            drop(pages);
+            // A fetcher that panicked closed the channel early: the scan is
+            // incomplete, so this resync failed.
+            fetching = fetcher.join().map_err(|p| {
+                Error::Protocol(format!("HSCAN fetcher panicked: {}", panic_message(&*p)))
+            })?;
             Ok(())
         })?;
         let swept = self.writer.sweep();
@@ -466,6 +483,8 @@ impl SyncThread {
             version = v0,
             entries = self.writer.store().len(),
             ms = started.elapsed().as_millis() as u64,
+            fetch_ms = fetching.as_millis() as u64,
+            wait_ms = waited.as_millis() as u64,
             "full resync done"
         );
         Ok(())
