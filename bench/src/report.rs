@@ -505,10 +505,11 @@ fn openloop_section(o: &mut String, r: &Results) {
          the request to reading the answer. Two things to read the table with: the reader's CPU \
          per request is higher here than at full speed (an executor that runs out of work sleeps \
          in the kernel and is woken per request, instead of finding the next request already \
-         there), so 80% of the closed-loop maximum keeps it nearly busy; and this VM shows \
-         occasional stalls of 50–100 ms under load for every server (see the maxima of \
-         sections 1–2): one stall in a run queues every request due during it, which is what a \
-         p99 far above the service p99 means.\n",
+         there), so 80% of the closed-loop maximum keeps it nearly busy; and on this VM the \
+         open-loop runs see occasional stalls of up to about 100 ms for every server, whose \
+         source (the VM or the load tool itself) \
+         is not identified: one stall in a run queues every request due during it, which is \
+         what a p99 far above the service p99 means.\n",
         setting(r, "LOAD_SHARE"),
         setting(r, "CLIENT_CPU"),
         setting(r, "LOAD_SHARE"),
