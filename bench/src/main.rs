@@ -620,10 +620,8 @@ async fn run(cmd: Cmd) -> Result<()> {
         } => {
             let max_rate = match &max_from {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("read {}", path.display()))?;
-                    serde_json::from_str::<wrk::WrkResult>(&text)
-                        .with_context(|| format!("parse {}", path.display()))?
+                    heavyread_bench::results::read::<wrk::WrkResult>(path)?
+                        .with_context(|| format!("{} does not exist", path.display()))?
                         .req_per_sec
                 }
                 None => 0.0,
