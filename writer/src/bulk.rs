@@ -200,6 +200,11 @@ impl Run<'_> {
             let r = backend.put_batch(&batch).await;
             (batch.len(), r)
         }));
+        // A task spawned from a worker waits in that worker's LIFO slot,
+        // which other workers cannot steal, until the spawner yields. Yield
+        // now, so the chunk goes to Redis while the next one is parsed rather
+        // than when this handler next waits.
+        tokio::task::yield_now().await;
         Ok(())
     }
 }
