@@ -37,6 +37,7 @@ pub mod fill;
 #[cfg(feature = "publisher")]
 pub mod publisher;
 pub mod record;
+pub mod scan;
 pub mod schema;
 pub mod status;
 pub mod store;

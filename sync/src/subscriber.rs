@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::config::{redacted, SyncConfig};
 use crate::fill::{FillLink, FillThreads, Filler, Slot};
 use crate::record::{now_ns, Op, RecordRef};
+use crate::scan::{Page, Scanner};
 use crate::schema::Keys;
 use crate::status::SyncStatus;
 use crate::store::{Applied, StoreWriter};
@@ -382,12 +383,25 @@ impl SyncThread {
         self.writer
             .reserve(hlen.saturating_sub(self.writer.store().len()));
         // A second connection fetches the next HSCAN page while this thread
-        // decodes and applies the current one.
-        let mut scan_con = self
-            .client
-            .get_connection_with_timeout(self.cfg.command_timeout)?;
-        scan_con.set_read_timeout(Some(self.cfg.command_timeout))?;
-        let (page_tx, page_rx) = crossbeam_channel::bounded::<Result<Vec<Value>, Error>>(4);
+        // applies the current one: a pipelined scanner where it can (see
+        // `scan`), redis-rs's whole replies over TLS.
+        let scanner = Scanner::connect(
+            self.client.get_connection_info(),
+            &self.keys.posts,
+            self.cfg.scan_batch,
+            self.cfg.command_timeout,
+        )?;
+        let mut scan_con = match scanner {
+            Some(_) => None,
+            None => {
+                let con = self
+                    .client
+                    .get_connection_with_timeout(self.cfg.command_timeout)?;
+                con.set_read_timeout(Some(self.cfg.command_timeout))?;
+                Some(con)
+            }
+        };
+        let (page_tx, page_rx) = crossbeam_channel::bounded::<Result<Page, Error>>(4);
         let posts = self.keys.posts.clone();
         let batch = self.cfg.scan_batch;
         let mut scanned = 0usize;
@@ -398,31 +412,29 @@ impl SyncThread {
         let mut fetching = Duration::ZERO;
         std::thread::scope(|scope| -> Result<(), Error> {
             let fetcher = scope.spawn(move || {
-                let mut cursor: u64 = 0;
+                let mut scanner = scanner;
+                let mut cursor = Some(0);
                 let mut busy = Duration::ZERO;
                 loop {
                     let t = Instant::now();
-                    let page = redis::cmd("HSCAN")
-                        .arg(&posts)
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(batch)
-                        .query::<Value>(&mut scan_con)
-                        .map_err(Error::from)
-                        .and_then(parse_scan);
+                    let page = match (&mut scanner, &mut scan_con) {
+                        (Some(s), _) => s.next_page(),
+                        (None, Some(con)) => whole_page(con, &posts, batch, &mut cursor),
+                        (None, None) => Ok(None),
+                    };
                     busy += t.elapsed();
-                    let (next, items) = match page {
-                        Ok(p) => p,
+                    let page = match page {
+                        Ok(Some(p)) => p,
+                        Ok(None) => return busy,
                         Err(e) => {
                             let _ = page_tx.send(Err(e));
                             return busy;
                         }
                     };
                     // A closed channel means the applier gave up: stop too.
-                    if page_tx.send(Ok(items)).is_err() || next == 0 {
+                    if page_tx.send(Ok(page)).is_err() {
                         return busy;
                     }
-                    cursor = next;
                 }
             });
             // Owned here so that returning early drops it, which ends the fetcher.
@@ -435,26 +447,21 @@ impl SyncThread {
                     return Err(Error::Protocol("stopping".into()));
                 }
                 self.drain_fills();
-                let mut it = page?.into_iter();
-                while let (Some(field), Some(value)) = (it.next(), it.next()) {
+                let page = page?;
+                for (field, value) in page.entries() {
                     scanned += 1;
-                    let (Value::BulkString(field), Value::BulkString(value)) = (field, value)
-                    else {
-                        self.malformed("hash entry is not a pair of strings", b"");
-                        continue;
-                    };
-                    match RecordRef::decode(&value) {
+                    match RecordRef::decode(value) {
                         Ok(rec)
                             if rec.op == Op::Put
-                                && rec.id.as_bytes() == field.as_slice()
+                                && rec.id.as_bytes() == field
                                 && rec.version > 0 =>
                         {
                             self.note_change(rec.id, rec.version);
                             let applied = self.writer.resync_put(&rec, force);
                             self.count(applied);
                         }
-                        Ok(_) => self.malformed("hash record does not match its field", &field),
-                        Err(e) => self.malformed(&e.to_string(), &field),
+                        Ok(_) => self.malformed("hash record does not match its field", field),
+                        Err(e) => self.malformed(&e.to_string(), field),
                     }
                 }
             }
@@ -675,6 +682,34 @@ impl SyncThread {
             warn!(reason = why, id = %String::from_utf8_lossy(&id[..id.len().min(64)]), total = n, "record rejected");
         }
     }
+}
+
+/// The redis-rs HSCAN loop (TLS connections): one whole reply at a time;
+/// `cursor` is `None` once the scan is complete.
+fn whole_page(
+    con: &mut redis::Connection,
+    posts: &str,
+    batch: usize,
+    cursor: &mut Option<u64>,
+) -> Result<Option<Page>, Error> {
+    let Some(at) = *cursor else { return Ok(None) };
+    let reply = redis::cmd("HSCAN")
+        .arg(posts)
+        .arg(at)
+        .arg("COUNT")
+        .arg(batch)
+        .query::<Value>(con)?;
+    let (next, items) = parse_scan(reply)?;
+    *cursor = (next != 0).then_some(next);
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut it = items.iter();
+    while let (Some(field), Some(value)) = (it.next(), it.next()) {
+        let (Value::BulkString(field), Value::BulkString(value)) = (field, value) else {
+            return Err(Error::Protocol("HSCAN entry is not a string".into()));
+        };
+        pairs.push((field.as_slice(), value.as_slice()));
+    }
+    Ok(Some(Page::from_pairs(pairs)))
 }
 
 /// `[cursor, [field, value, ...]]` from HSCAN.

@@ -5,12 +5,13 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use common::*;
 use heavyread_sync::record::{etag_hex, etag_of, MAX_ID_LEN};
 use heavyread_sync::store::ENTRY_OVERHEAD;
 use heavyread_sync::testing::RedisServer;
-use heavyread_sync::Keys;
+use heavyread_sync::{Keys, Publisher};
 
 /// A body of `len` bytes that differs from post to post.
 fn sized_body(i: u64, len: usize) -> Vec<u8> {
@@ -82,4 +83,58 @@ async fn bootstrap_of_many_posts_serves_exact_bytes_and_accounts_their_sum() {
     assert_eq!(store.bytes(), accounted);
     assert_eq!(store.bytes(), store.recount_bytes());
     wait_converged(&redis, &sub, &keys, std::time::Duration::from_secs(30));
+}
+
+/// The pipelined scanner speaks RESP itself: it must select the URL's
+/// database, and follow a cursor over many small pages (one request always
+/// ahead) to exactly the hash's contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_reads_the_urls_database_over_many_small_pages() {
+    let redis = RedisServer::start_with(false, &[]);
+    let db_url = format!("{}/5", redis.url().trim_end_matches('/'));
+    // Database 0 holds other bodies under the same prefix.
+    let p0 = publisher(&redis, "hr", 1_000_000).await;
+    let p5 = Publisher::new(&db_url, "hr", 1_000_000, std::time::Duration::from_secs(5))
+        .expect("publisher on db 5");
+    p5.load_library().await.expect("load library");
+    let n = 5_000u64;
+    let ids: Vec<String> = (0..n).map(|i| format!("post-{i}")).collect();
+    let b0: Vec<Vec<u8>> = (0..n).map(|i| sized_body(i, 10)).collect();
+    let b5: Vec<Vec<u8>> = ids.iter().zip(0..).map(|(id, i)| body(id, i)).collect();
+    for (ids, (b0, b5)) in ids.chunks(500).zip(b0.chunks(500).zip(b5.chunks(500))) {
+        let zero: Vec<(&str, &[u8])> = ids
+            .iter()
+            .map(|i| i.as_str())
+            .zip(b0.iter().map(|b| b.as_slice()))
+            .collect();
+        let five: Vec<(&str, &[u8])> = ids
+            .iter()
+            .map(|i| i.as_str())
+            .zip(b5.iter().map(|b| b.as_slice()))
+            .collect();
+        p0.put_many(&zero).await.unwrap();
+        p5.put_many(&five).await.unwrap();
+    }
+    // Only in database 0.
+    p0.put("only-in-0", b"{}").await.unwrap();
+
+    let mut config = sync_config(&redis, "hr");
+    config.redis_url = db_url;
+    config.scan_batch = 7;
+    let sub = spawn(config);
+    wait_bootstrapped(&sub);
+    let store = sub.store();
+    let g = store.guard();
+    assert_eq!(store.len(), n as usize);
+    for (id, want) in ids.iter().zip(&b5) {
+        let e = store.get(id, &g).unwrap_or_else(|| panic!("{id} missing"));
+        assert_eq!(e.body(), want.as_slice(), "{id}");
+    }
+    assert!(store.get("only-in-0", &g).is_none());
+    let malformed = sub
+        .status()
+        .counters
+        .malformed_records
+        .load(Ordering::Relaxed);
+    assert_eq!(malformed, 0);
 }
