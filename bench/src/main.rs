@@ -452,6 +452,9 @@ enum Cmd {
         /// Server process whose CPU time is measured (repeatable).
         #[arg(long = "pid")]
         pids: Vec<u32>,
+        /// Microseconds between the dispatcher's wake-ups (it does not spin).
+        #[arg(long, default_value_t = 50)]
+        tick_us: u64,
         /// Result file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -485,7 +488,7 @@ fn main() -> Result<()> {
         return runtime(Some(*workers))?.block_on(baseline::serve(*listen, redis_url, prefix));
     }
     if let Cmd::Openloop { .. } = &cmd {
-        // One thread: the dispatcher spins on it and polls the sockets between checks.
+        // One thread: the dispatcher and every connection.
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -616,6 +619,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             warmup,
             ids,
             pids,
+            tick_us,
             json,
         } => {
             let max_rate = match &max_from {
@@ -642,11 +646,12 @@ async fn run(cmd: Cmd) -> Result<()> {
                 warmup_secs: warmup,
                 ids,
                 pids,
+                tick: std::time::Duration::from_micros(tick_us),
             };
             let r = openloop::run(&o).await?;
             println!(
                 "{}: offered {} req/s, answered {} req/s  p50 {}  p99 {}  p99.9 {}  max {}  \
-                 (service p99 {})  queued {}  server CPU {:.2} µs/req  errors {}",
+                 (service p99 {})  queued {}  server CPU {:.2} µs/req  VM steal {:.0} ms  errors {}",
                 r.label,
                 fmt_count(r.target_rate),
                 fmt_count(r.achieved_rate),
@@ -657,6 +662,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 fmt_us(r.service.p99),
                 r.queued,
                 r.cpu_us_per_req,
+                r.steal_ms,
                 r.errors
             );
             write_opt(json.as_deref(), &r)?;

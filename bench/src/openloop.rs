@@ -17,9 +17,14 @@
 //! Latency counts from when a request was **due**, not when it was sent, so
 //! requests that waited behind a slow answer are charged for the wait (no
 //! coordinated omission). The time from send to answer is kept apart as the
-//! service time. The dispatcher spins on one thread (`yield_now` between
-//! checks, which also polls the sockets), so the schedule keeps microsecond
-//! precision; pin the tool to its own CPU.
+//! service time. Everything runs on one thread: the dispatcher wakes on a
+//! timerfd every `tick` (50 µs by default) and hands out every request that
+//! fell due meanwhile, and sleeps in the runtime's epoll in between, where
+//! answers wake it as they come. It does not spin: on a VM whose vCPUs are
+//! throttled once the whole VM uses more than some share of its CPUs, a
+//! load tool that burns its core makes the server's core stall too (see
+//! `steal_ms`). A request is late by at most about one tick for the tool's
+//! own sake, which its latency includes.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -32,8 +37,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::client::Conn;
-use crate::procfs::{CpuMeter, ProcessCpu};
+use crate::procfs::{parse_steal, CpuMeter, ProcessCpu, StealMeter};
 use crate::stats::{histogram, Summary};
+use crate::sys::{async_timerfd, read_timerfd};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -58,6 +64,8 @@ pub struct OpenloopOptions {
     pub ids: u64,
     /// Server processes whose CPU time is measured.
     pub pids: Vec<u32>,
+    /// How often the dispatcher wakes to hand out due requests.
+    pub tick: Duration,
 }
 
 /// What came out.
@@ -93,6 +101,19 @@ pub struct OpenloopResult {
     pub cpu_us_per_req: f64,
     /// CPU seconds by process during the measured window.
     pub cpu: Vec<ProcessCpu>,
+    /// Milliseconds the hypervisor took the machine's vCPUs away during the
+    /// measured window (steal time, summed over CPUs). A throttled VM stalls
+    /// a vCPU for a whole period at a time; each stall shows here.
+    #[serde(default)]
+    pub steal_ms: f64,
+    /// Measured seconds that, with the second before and the second after
+    /// them, had no steal at all: the run as it would be on a machine
+    /// whose CPUs are not taken away.
+    #[serde(default)]
+    pub clean_secs: u64,
+    /// Latency of the requests due in those seconds.
+    #[serde(default)]
+    pub clean_latency: Summary,
 }
 
 /// Shared by the dispatcher and the connection tasks (one thread).
@@ -105,6 +126,9 @@ struct State {
     from: Instant,
     to: Instant,
     due_hist: hdrhistogram::Histogram<u64>,
+    /// The same by measured second (of the due time), to set apart the
+    /// seconds the VM stalled in.
+    second_hists: Vec<hdrhistogram::Histogram<u64>>,
     service_hist: hdrhistogram::Histogram<u64>,
     /// Measured requests answered with 200.
     ok: u64,
@@ -138,6 +162,12 @@ pub async fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
     if !(o.rate > 0.0 && o.rate.is_finite()) || o.connections == 0 || o.ids == 0 {
         bail!("openloop needs a positive rate, connections and ids");
     }
+    if o.tick.is_zero() || o.tick > Duration::from_millis(10) {
+        bail!(
+            "openloop's tick must be between 1 ns and 10 ms, not {:?}",
+            o.tick
+        );
+    }
     tokio::task::LocalSet::new().run_until(run_local(o)).await
 }
 
@@ -156,6 +186,7 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         from,
         to,
         due_hist: histogram(),
+        second_hists: (0..o.secs.ceil() as usize).map(|_| histogram()).collect(),
         service_hist: histogram(),
         ok: 0,
     }));
@@ -183,10 +214,31 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
     let mut due = 0u64;
     let mut queued = 0u64;
     let mut meter: Option<CpuMeter> = None;
+    let mut steal: Option<StealMeter> = None;
+    // Steal ticks read once a second, from a second before the measured
+    // window to two seconds past its start's last second (the last one's
+    // neighbour closes too).
+    let mut marks: Vec<u64> = Vec::new();
+    let mut mark_at = from
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or(from)
+        .max(start);
+    let ticker = async_timerfd(o.tick)?;
     while next < to {
         let now = Instant::now();
-        if meter.is_none() && now >= from && !o.pids.is_empty() {
-            meter = Some(CpuMeter::start(&o.pids)?);
+        if now >= mark_at {
+            marks.push(steal_ticks()?);
+            mark_at = if mark_at < from {
+                from
+            } else {
+                mark_at + Duration::from_secs(1)
+            };
+        }
+        if steal.is_none() && now >= from {
+            steal = Some(StealMeter::start()?);
+            if !o.pids.is_empty() {
+                meter = Some(CpuMeter::start(&o.pids)?);
+            }
         }
         while next <= now && next < to {
             let mut s = state.borrow_mut();
@@ -205,11 +257,26 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             }
             next += interval;
         }
-        tokio::task::yield_now().await;
+        // Sleep until the next tick; answers that come meanwhile run their tasks.
+        let mut ready = ticker.readable().await?;
+        match read_timerfd(ready.get_inner()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ready.clear_ready(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    while marks.len() < o.secs.ceil() as usize + 3 {
+        tokio::time::sleep_until(mark_at.into()).await;
+        marks.push(steal_ticks()?);
+        mark_at += Duration::from_secs(1);
     }
     let cpu = match &meter {
         Some(m) => m.stop()?.0,
         None => Vec::new(),
+    };
+    let steal_ms = match &steal {
+        Some(m) => m.stop()?,
+        None => 0.0,
     };
     // Let what is in flight finish (bounded), then stop everything.
     let grace = Instant::now() + Duration::from_secs(2);
@@ -228,6 +295,7 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         t.abort();
     }
     let s = state.borrow();
+    let (clean_secs, clean_latency) = clean_seconds(&marks, &s.second_hists);
     let answered = s.ok;
     let errors = due.saturating_sub(answered);
     let server_secs: f64 = cpu.iter().map(|p| p.cpu_secs).sum();
@@ -251,7 +319,38 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             0.0
         },
         cpu,
+        steal_ms,
+        clean_secs,
+        clean_latency,
     })
+}
+
+/// Steal ticks so far, over all CPUs.
+fn steal_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    Ok(parse_steal(&stat).iter().map(|(_, t)| t).sum())
+}
+
+/// The measured seconds with no steal in them nor in their neighbours, and
+/// the latency of the requests due in them. `marks[k]` is the steal counter
+/// at the start of measured second `k - 1` (the first is a second before
+/// the window; the last closes the second after the window).
+fn clean_seconds(marks: &[u64], seconds: &[hdrhistogram::Histogram<u64>]) -> (u64, Summary) {
+    let stolen = |k: usize| match (marks.get(k), marks.get(k + 1)) {
+        (Some(a), Some(b)) => b > a,
+        // Unknown counts as stolen.
+        _ => true,
+    };
+    let mut merged = histogram();
+    let mut clean = 0;
+    for (i, h) in seconds.iter().enumerate() {
+        // Second i spans marks i+1..i+2; its neighbours i..i+1 and i+2..i+3.
+        if !(stolen(i) || stolen(i + 1) || stolen(i + 2)) {
+            clean += 1;
+            let _ = merged.add(h);
+        }
+    }
+    (clean, Summary::from_nanos(&merged))
 }
 
 /// One keep-alive connection: takes due times (from the dispatcher, or the
@@ -279,6 +378,10 @@ async fn connection(
                 Ok(r) => {
                     if r.status == 200 && s.measured(due) {
                         s.ok += 1;
+                        let second = (due - s.from).as_secs() as usize;
+                        if let Some(h) = s.second_hists.get_mut(second) {
+                            let _ = h.record(nanos(done - due));
+                        }
                         let _ = s.due_hist.record(nanos(done - due));
                         let _ = s.service_hist.record(nanos(done - sent));
                     }
@@ -329,6 +432,29 @@ mod tests {
     }
 
     #[test]
+    fn seconds_next_to_a_stall_are_not_clean() {
+        let h = |v: u64| {
+            let mut h = histogram();
+            h.record(v).unwrap();
+            h
+        };
+        let seconds: Vec<_> = (1..=5).map(|i| h(i * 1_000)).collect();
+        // Steal during second 2 only: seconds 1, 2 and 3 are out.
+        let marks = [0, 0, 0, 0, 10, 10, 10, 10];
+        let (n, lat) = clean_seconds(&marks, &seconds);
+        assert_eq!(n, 2);
+        assert_eq!(lat.count, 2);
+        assert!((lat.max - 5.0).abs() < 0.01, "{lat:?}");
+        // Steal in the second before the window: second 0 is out too.
+        let marks = [0, 3, 3, 3, 13, 13, 13, 13];
+        assert_eq!(clean_seconds(&marks, &seconds).0, 1);
+        // No steal at all: every second; marks missing: none.
+        assert_eq!(clean_seconds(&[7; 8], &seconds).0, 5);
+        assert_eq!(clean_seconds(&[7; 7], &seconds).0, 4);
+        assert_eq!(clean_seconds(&[7; 3], &seconds).0, 0);
+    }
+
+    #[test]
     fn bad_options_are_refused() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -345,8 +471,16 @@ mod tests {
             warmup_secs: 0.0,
             ids: 1,
             pids: vec![],
+            tick: Duration::from_micros(50),
         };
         let err = rt.block_on(run(&o)).unwrap_err();
         assert!(err.to_string().contains("positive rate"), "{err}");
+        let o = OpenloopOptions {
+            rate: 10.0,
+            tick: Duration::ZERO,
+            ..o
+        };
+        let err = rt.block_on(run(&o)).unwrap_err();
+        assert!(err.to_string().contains("tick"), "{err}");
     }
 }

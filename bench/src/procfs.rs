@@ -22,6 +22,61 @@ pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
     Some((comm, utime + stime))
 }
 
+/// Steal time by CPU (`cpu0`, `cpu1`, ...) in clock ticks, from the text of
+/// `/proc/stat`: time the hypervisor ran something else while this vCPU
+/// had work. On a VM whose vCPUs are throttled it shows each stall.
+pub fn parse_steal(stat: &str) -> Vec<(String, u64)> {
+    stat.lines()
+        .filter_map(|l| {
+            let mut f = l.split_ascii_whitespace();
+            let name = f.next()?;
+            let n = name.strip_prefix("cpu")?;
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // user nice system idle iowait irq softirq steal
+            let steal: u64 = f.nth(7)?.parse().ok()?;
+            Some((name.to_owned(), steal))
+        })
+        .collect()
+}
+
+/// Steal time across an interval, in milliseconds summed over CPUs.
+#[derive(Debug)]
+pub struct StealMeter {
+    start: Vec<(String, u64)>,
+}
+
+impl StealMeter {
+    /// Reads `/proc/stat` now.
+    pub fn start() -> Result<Self> {
+        Ok(StealMeter {
+            start: parse_steal(&std::fs::read_to_string("/proc/stat").context("/proc/stat")?),
+        })
+    }
+
+    /// Milliseconds of steal since [`StealMeter::start`], over all CPUs.
+    pub fn stop(&self) -> Result<f64> {
+        let now = parse_steal(&std::fs::read_to_string("/proc/stat").context("/proc/stat")?);
+        let ticks: u64 = now
+            .iter()
+            .filter_map(|(cpu, t)| {
+                let (_, before) = self.start.iter().find(|(c, _)| c == cpu)?;
+                Some(t.saturating_sub(*before))
+            })
+            .sum();
+        Ok(ticks as f64 * 1e3 / clock_ticks_per_sec() as f64)
+    }
+}
+
+/// CPU time (user + system) of the calling thread, in seconds.
+pub fn thread_cpu_secs() -> Result<f64> {
+    let text =
+        std::fs::read_to_string("/proc/thread-self/stat").context("/proc/thread-self/stat")?;
+    let (_, ticks) = parse_stat(&text).context("unreadable /proc/thread-self/stat")?;
+    Ok(ticks as f64 / clock_ticks_per_sec() as f64)
+}
+
 /// The value of a `Key:   123 kB` line of `/proc/<pid>/status` or
 /// `/proc/meminfo`, in bytes.
 pub fn parse_kib_field(text: &str, key: &str) -> Option<u64> {
@@ -208,6 +263,22 @@ mod tests {
         assert_eq!(parse_stat("7 (x) R 1 2 3"), None);
         assert_eq!(parse_stat(""), None);
         assert_eq!(parse_stat("7 (x) R 1 7 7 0 -1 0 0 0 0 0 u s"), None);
+    }
+
+    #[test]
+    fn steal_is_read_per_cpu_and_the_total_line_is_skipped() {
+        let stat = "cpu  3907057 172879 512448 5037598 148664 0 128715 33297 0 0\n\
+                    cpu0 1 2 3 4 5 6 7 120 0 0\n\
+                    cpu1 1 2 3 4 5 6 7 33177 0 0\n\
+                    cpu2 1 2 3\n\
+                    intr 12 3 4\n\
+                    cpufreq 1 2 3 4 5 6 7 8\n";
+        assert_eq!(
+            parse_steal(stat),
+            [("cpu0".to_owned(), 120), ("cpu1".to_owned(), 33177)]
+        );
+        let m = StealMeter::start().unwrap();
+        assert!(m.stop().unwrap() >= 0.0);
     }
 
     #[test]

@@ -486,6 +486,20 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A steal-free percentile, or a dash when the run had no steal-free second.
+fn clean_us(x: &OpenloopResult, us: f64) -> String {
+    if x.clean_secs > 0 {
+        fmt_us(us)
+    } else {
+        "–".into()
+    }
+}
+
+/// Steal time of a run, in ms.
+fn fmt_steal(ms: f64) -> String {
+    format!("{ms:.0} ms")
+}
+
 /// Section 9: the reader with a memory budget (issue 8).
 /// Section 2b: open-loop reads at a share of each server's maximum rate.
 fn openloop_section(o: &mut String, r: &Results) {
@@ -502,27 +516,32 @@ fn openloop_section(o: &mut String, r: &Results) {
          was **due** until its answer was read, so waiting behind a slow answer is charged \
          (no coordinated omission, unlike wrk's closed loop above, whose percentiles at full \
          speed are mostly its own 64 outstanding requests). Service is the time from writing \
-         the request to reading the answer. Two things to read the table with: the reader's CPU \
-         per request is higher here than at full speed (an executor that runs out of work sleeps \
-         in the kernel and is woken per request, instead of finding the next request already \
-         there), so 80% of the closed-loop maximum keeps it nearly busy; and on this VM the \
-         open-loop runs see occasional stalls of up to about 100 ms for every server, whose \
-         source (the VM or the load tool itself) \
-         is not identified: one stall in a run queues every request due during it, which is \
-         what a p99 far above the service p99 means.\n",
+         the request to reading the answer. The tool wakes every 50 µs on a timer and sleeps \
+         in between (a request goes out up to a tick late, which its latency includes). Two \
+         things to read the table with. The reader's CPU per request is higher here than at \
+         full speed (an executor that runs out of work sleeps in the kernel and is woken per \
+         request, instead of finding the next request already there), so 80% of the \
+         closed-loop maximum keeps it nearly busy. And this VM's vCPUs are throttled: when the \
+         VM as a whole uses more than about one and a half of its two CPUs, the hypervisor \
+         takes a vCPU away for about 100 ms at a time (a bare spin loop on each vCPU sees \
+         100 ms gaps every few seconds, and each shows as 10 ticks of steal in `/proc/stat`; \
+         one spinning vCPU alone sees none). A stall queues every request due during it, \
+         which is what a p99 far above the service p99 means. *VM steal* is the steal time \
+         during the run; the *steal-free* columns are the same run restricted to the seconds \
+         that, with their neighbours, had none.\n",
         setting(r, "LOAD_SHARE"),
         setting(r, "CLIENT_CPU"),
         setting(r, "LOAD_SHARE"),
         runs[0].connections,
     );
     o.push_str(
-        "| server | max req/s | offered | answered | p50 | p90 | p99 | p99.9 | max | service p99 | queued | server CPU µs/req | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| server | max req/s | offered | answered | p50 | p90 | p99 | p99.9 | max | service p99 | queued | server CPU µs/req | errors | VM steal | steal-free s | steal-free p99 | steal-free p99.9 |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for x in runs {
         let _ = writeln!(
             o,
-            "| {}<br><small>{}</small> | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {}<br><small>{}</small> | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
             x.label,
             x.server,
             fmt_count(x.max_rate),
@@ -537,6 +556,10 @@ fn openloop_section(o: &mut String, r: &Results) {
             fmt_count(x.queued as f64),
             x.cpu_us_per_req,
             x.errors,
+            fmt_steal(x.steal_ms),
+            x.clean_secs,
+            clean_us(x, x.clean_latency.p99),
+            clean_us(x, x.clean_latency.p999),
         );
     }
 }
@@ -591,11 +614,22 @@ fn targets_section(o: &mut String, r: &Results) {
         what: "read latency at 80% of the maximum rate (open loop)",
         target: "p99 ≤ 1 ms, p99.9 ≤ 2 ms".into(),
         measured: lr.map(|x| {
+            let clean = if x.clean_secs > 0 {
+                format!(
+                    "in its {} steal-free s: p99 {}, p99.9 {}",
+                    x.clean_secs,
+                    fmt_us(x.clean_latency.p99),
+                    fmt_us(x.clean_latency.p999)
+                )
+            } else {
+                "no steal-free second".into()
+            };
             format!(
-                "p99 {}, p99.9 {} at {} req/s",
+                "p99 {}, p99.9 {} at {} req/s (VM steal {}; {clean})",
                 fmt_us(x.latency.p99),
                 fmt_us(x.latency.p999),
-                fmt_count(x.target_rate)
+                fmt_count(x.target_rate),
+                fmt_steal(x.steal_ms),
             )
         }),
         baseline: ln.map_or("–".into(), |x| {
@@ -1610,9 +1644,21 @@ mod tests {
         r.openloop[0].1 = load(800.0, 2500.0);
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         assert!(
-            md.contains("| p99 800 µs, p99.9 2.50 ms at 40,000 req/s | – | **not met** |"),
+            md.contains(
+                "| p99 800 µs, p99.9 2.50 ms at 40,000 req/s (VM steal 0 ms; no steal-free second) \
+                 | – | **not met** |"
+            ),
             "{md}"
         );
+        let x = &mut r.openloop[0].1;
+        (x.steal_ms, x.clean_secs) = (200.0, 7);
+        (x.clean_latency.p99, x.clean_latency.p999) = (500.0, 900.0);
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(
+            md.contains("(VM steal 200 ms; in its 7 steal-free s: p99 500 µs, p99.9 900 µs)"),
+            "{md}"
+        );
+        assert!(md.contains("| 200 ms | 7 | 500 µs | 900 µs |"), "{md}");
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn options(addr: SocketAddr, rate: f64, secs: f64) -> OpenloopOptions {
         warmup_secs: 0.2,
         ids: 1000,
         pids: vec![std::process::id()],
+        tick: Duration::from_micros(50),
     }
 }
 
@@ -108,4 +109,24 @@ fn a_stall_is_charged_to_every_request_due_during_it() {
     assert!(r.queued >= 500, "{r:?}");
     // Their service times (send to answer) stay small but for the stalled one.
     assert!(r.service.p90 < 50_000.0, "{r:?}");
+}
+
+#[test]
+fn the_dispatcher_sleeps_between_ticks_instead_of_spinning() {
+    // The whole tool runs on this thread: at 2000 req/s it has little to do,
+    // and a dispatcher that spun would use all of the thread's time.
+    let addr = server(0, Duration::ZERO);
+    let o = options(addr, 2000.0, 1.5);
+    let before = heavyread_bench::procfs::thread_cpu_secs().unwrap();
+    let wall = std::time::Instant::now();
+    let r = block_on(run(&o)).unwrap();
+    let used = heavyread_bench::procfs::thread_cpu_secs().unwrap() - before;
+    let wall = wall.elapsed().as_secs_f64();
+    assert_eq!(r.ok, r.due, "{r:?}");
+    assert!(
+        used < 0.5 * wall,
+        "the tool's thread used {used:.2} s of CPU in {wall:.2} s"
+    );
+    // Requests still go out on time: late by about a tick, not a millisecond.
+    assert!(r.latency.p50 < 1_000.0, "{r:?}");
 }
