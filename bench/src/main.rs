@@ -696,13 +696,14 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             let r = propagation::propagation(&o).await?;
             println!(
-                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}",
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {:.0} ms",
                 r.rate,
                 r.writes,
                 r.track_every,
                 r.failed,
                 r.achieved_rate,
-                fmt_us(r.poll_rtt.p50)
+                fmt_us(r.poll_rtt.p50),
+                r.steal_ms
             );
             for x in r.readers.iter().chain(std::iter::once(&r.all)) {
                 let l = &x.latency;

@@ -88,6 +88,10 @@ pub struct PropagationResult {
     pub create: Summary,
     /// Round trip of one poll answered 304, measured alone before the run.
     pub poll_rtt: Summary,
+    /// Milliseconds the hypervisor took the vCPUs away during the writes
+    /// (steal time summed over CPUs; see the open-loop section).
+    #[serde(default)]
+    pub steal_ms: f64,
 }
 
 /// Idle keep-alive connections to one server.
@@ -286,6 +290,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         );
     }
     let rtt = poll_rtt(&opts.readers, &format!("{}0", opts.id_prefix), 1000).await?;
+    let steal = crate::procfs::StealMeter::start()?;
 
     let mut per_reader: Vec<Histogram<u64>> = opts.readers.iter().map(|_| histogram()).collect();
     let mut timeouts = vec![0u64; opts.readers.len()];
@@ -360,6 +365,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         tracing::warn!(failed, error = %e, "some writes failed");
     }
     let elapsed = last_ack.saturating_duration_since(start).as_secs_f64();
+    let steal_ms = steal.stop()?;
     let readers = opts
         .readers
         .iter()
@@ -387,5 +393,6 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         },
         create: Summary::from_nanos(&create),
         poll_rtt: rtt,
+        steal_ms,
     })
 }

@@ -655,7 +655,11 @@ fn targets_section(o: &mut String, r: &Results) {
             )
         }),
         baseline: prop.map_or("–".into(), |p| {
-            format!("poll round trip alone p50 {}", fmt_us(p.poll_rtt.p50))
+            format!(
+                "poll round trip alone p50 {}; VM steal {}",
+                fmt_us(p.poll_rtt.p50),
+                fmt_steal(p.steal_ms)
+            )
         }),
         met: prop.map(|p| p.all.latency.p50 <= 200.0 && p.all.latency.p99 <= 1000.0),
         judged: true,
@@ -1282,7 +1286,8 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
         let _ = writeln!(
             o,
             "### {} writes/s\n\n{} writes acknowledged ({} failed) at {} writes/s achieved; \
-             {}; {} polls; writer `/create` latency p50 {} / p99 {}; poll RTT alone p50 {} / p99 {}.\n",
+             {}; {} polls; writer `/create` latency p50 {} / p99 {}; poll RTT alone p50 {} / p99 {}; \
+             VM steal during the writes {}.\n",
             fmt_count(p.rate as f64),
             fmt_count(p.writes as f64),
             p.failed,
@@ -1300,6 +1305,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
             fmt_us(p.create.p99),
             fmt_us(p.poll_rtt.p50),
             fmt_us(p.poll_rtt.p99),
+            fmt_steal(p.steal_ms),
         );
         o.push_str("| reader | samples | timeouts | p50 | p90 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for x in &p.readers {
