@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use heavyread_bench::process::{free_addr, sibling_binary, ReaderCommand};
-use heavyread_bench::report::{render, Results, RunInfo, STEPS};
+use heavyread_bench::report::{fmt_steal, render, Results, RunInfo, STEPS};
 use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
 use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
@@ -651,7 +651,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             let r = openloop::run(&o).await?;
             println!(
                 "{}: offered {} req/s, answered {} req/s  p50 {}  p99 {}  p99.9 {}  max {}  \
-                 (service p99 {})  queued {}  server CPU {:.2} µs/req  VM steal {:.0} ms  errors {}",
+                 (service p99 {})  queued {}  server CPU {:.2} µs/req  VM steal {}  errors {}",
                 r.label,
                 fmt_count(r.target_rate),
                 fmt_count(r.achieved_rate),
@@ -662,7 +662,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 fmt_us(r.service.p99),
                 r.queued,
                 r.cpu_us_per_req,
-                r.steal_ms,
+                fmt_steal(r.steal_ms),
                 r.errors
             );
             write_opt(json.as_deref(), &r)?;
@@ -696,14 +696,14 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             let r = propagation::propagation(&o).await?;
             println!(
-                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {:.0} ms",
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {}",
                 r.rate,
                 r.writes,
                 r.track_every,
                 r.failed,
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
-                r.steal_ms
+                fmt_steal(r.steal_ms)
             );
             for x in r.readers.iter().chain(std::iter::once(&r.all)) {
                 let l = &x.latency;

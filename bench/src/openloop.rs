@@ -105,7 +105,7 @@ pub struct OpenloopResult {
     /// measured window (steal time, summed over CPUs). A throttled VM stalls
     /// a vCPU for a whole period at a time; each stall shows here.
     #[serde(default)]
-    pub steal_ms: f64,
+    pub steal_ms: Option<f64>,
     /// Measured seconds that, with the second before and the second after
     /// them, had no steal at all: the run as it would be on a machine
     /// whose CPUs are not taken away.
@@ -319,7 +319,7 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             0.0
         },
         cpu,
-        steal_ms,
+        steal_ms: Some(steal_ms),
         clean_secs,
         clean_latency,
     })

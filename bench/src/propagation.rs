@@ -91,7 +91,7 @@ pub struct PropagationResult {
     /// Milliseconds the hypervisor took the vCPUs away during the writes
     /// (steal time summed over CPUs; see the open-loop section).
     #[serde(default)]
-    pub steal_ms: f64,
+    pub steal_ms: Option<f64>,
 }
 
 /// Idle keep-alive connections to one server.
@@ -393,6 +393,6 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         },
         create: Summary::from_nanos(&create),
         poll_rtt: rtt,
-        steal_ms,
+        steal_ms: Some(steal_ms),
     })
 }

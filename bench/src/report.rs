@@ -346,12 +346,12 @@ fn setting<'a>(r: &'a Results, key: &str) -> &'a str {
 fn read_table(out: &mut String, rows: &[(&str, Option<&WrkResult>)]) {
     let base = rows.first().and_then(|(_, w)| *w);
     out.push_str(
-        "| server | req/s | p50 | p99 | p99.9 | max | server CPU µs/req | errors | reader req/s ÷ this | this CPU/req ÷ reader |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| server | req/s | p50 | p99 | p99.9 | max | server CPU µs/req | errors | reader req/s ÷ this | this CPU/req ÷ reader | VM steal |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (name, w) in rows {
         let Some(w) = w else {
-            let _ = writeln!(out, "| {name} | not measured | | | | | | | | |");
+            let _ = writeln!(out, "| {name} | not measured | | | | | | | | | |");
             continue;
         };
         let (speed, cost) = match base {
@@ -363,7 +363,7 @@ fn read_table(out: &mut String, rows: &[(&str, Option<&WrkResult>)]) {
         };
         let _ = writeln!(
             out,
-            "| {name}<br><small>{}</small> | {} | {} | {} | {} | {} | {:.2} | {} | {speed} | {cost} |",
+            "| {name}<br><small>{}</small> | {} | {} | {} | {} | {} | {:.2} | {} | {speed} | {cost} | {} |",
             w.server,
             fmt_count(w.req_per_sec),
             fmt_us(w.latency.p50),
@@ -372,6 +372,7 @@ fn read_table(out: &mut String, rows: &[(&str, Option<&WrkResult>)]) {
             fmt_us(w.latency.max),
             w.cpu_us_per_req,
             w.errors.total(),
+            fmt_steal(w.steal_ms),
         );
     }
 }
@@ -495,9 +496,9 @@ fn clean_us(x: &OpenloopResult, us: f64) -> String {
     }
 }
 
-/// Steal time of a run, in ms.
-fn fmt_steal(ms: f64) -> String {
-    format!("{ms:.0} ms")
+/// Steal time of a run, in ms; a dash for results from before it was measured.
+pub fn fmt_steal(ms: Option<f64>) -> String {
+    ms.map_or("–".into(), |ms| format!("{ms:.0} ms"))
 }
 
 /// Section 9: the reader with a memory budget (issue 8).
@@ -929,6 +930,38 @@ at the top says which targets are met. Not done: batching sends and receives of 
 into one io_uring submission (glommio's stream API does one `send`/`recv` per call), and software \
 prefetching across the requests of a pipelined batch.\n\n";
 
+const STALLS_DISCUSSION: &str = "## Discussion: `/bulk`, cold start, and this VM's 100 ms stalls\n\n\
+Hand measurements of 2026-11-27 (commits b72c97f, af637d1, 450b916), release builds, a local \
+redis-server with 100,000 or 1,000,000 posts of ~350 bytes.\n\n\
+- **`/bulk`.** `perf record` on redis-server during a `/bulk`: about 8 µs of Redis CPU per post (the \
+Lua calls XADD and PUBLISH per post, the HSET into a large hash, and Lua interning every ~400-byte \
+record, which Redis 7's Lua hashes byte by byte); the writer spends about 4 µs per post (`/proc`). \
+One 100,000-post `/bulk` took 1.24 s, about the writer's 0.42 s of CPU plus Redis's 0.73 s: parsing \
+and Redis did not overlap, although each chunk is handed to a spawned task while the next one is \
+parsed. The cause is tokio's LIFO slot: a task spawned from a worker waits in that worker's LIFO \
+slot, which the other worker cannot steal, until the spawning task yields, and the parser does not \
+yield while the body is already buffered. The handler now yields right after handing a chunk over; \
+the same single `/bulk` went from 73–80k to 99–103k posts/s (`heavyread-bench seed --batch 100000 \
+--connections 1`, three runs each).\n\
+- **Cold start.** At 1M posts redis-server spends about 1.9 s of CPU in HSCAN (`dictScan` and its \
+callback, cache misses over a 1M-entry dict) and the reader about 2.4 s. With redis-rs a page's whole \
+reply is parsed before the next HSCAN goes out, so Redis and the reader took turns. The sync thread \
+now runs the HSCAN on its own RESP connection and sends the next request as soon as a page's cursor \
+(the reply's first element) has arrived, before reading the rest of the page, and hands the page over \
+as the reply's own bytes with the positions of its fields and values. `heavyread-bench coldstart \
+--runs 3` twice each, alternating builds: 3.44–3.63 s → 2.08–2.29 s (median).\n\
+- **The stalls of about 100 ms** (open-loop and propagation runs, the p99.9 of several wrk runs) come \
+from the VM: its vCPUs are throttled. With both vCPUs busy, a bare C loop reading the clock, pinned \
+to each vCPU, sees gaps of 100.3–100.7 ms every few seconds (8 in 40 s), each of which shows as 10 \
+ticks of steal for that CPU in `/proc/stat`; with one vCPU busy, or one at 100% and the other at 50%, \
+none in 30–40 s; at 100% and 75%, 8 in 30 s. A run in which the server and the load tool together \
+use more than about 1.5 of the 2 CPUs is therefore stalled for whole 100 ms periods, whatever the \
+server. The open-loop tool no longer spins (it used a whole CPU), it wakes on a 50 µs timer. Every \
+wrk, open-loop and propagation run now records the steal time during it, and the open-loop table \
+also gives the percentiles over the seconds without steal. At 80% of its closed-loop maximum the reader alone uses about 0.9 \
+of a CPU, so with the load tool these runs stay above that threshold. CPU per request is unaffected: \
+it is the process's own CPU time from `/proc`, and steal is not counted in it.\n\n";
+
 /// Writes the plots into `plots_dir` and returns the markdown, which links
 /// them as `plots_rel/<name>.svg`.
 pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> {
@@ -1010,6 +1043,13 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
         cell(ax, &|w| fmt_us(w.latency.p99)),
         vs(rd, ng, &p99, false),
         vs(rd, ax, &p99, false),
+    );
+    let _ = writeln!(
+        o,
+        "| VM steal during the run (each ~100 ms stall shows in the tail, not in CPU per request) | {} | {} | {} | | |",
+        cell(rd, &|w| fmt_steal(w.steal_ms)),
+        cell(ng, &|w| fmt_steal(w.steal_ms)),
+        cell(ax, &|w| fmt_steal(w.steal_ms)),
     );
     o.push('\n');
     if let Some(p) = r.propagation.first() {
@@ -1472,6 +1512,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     bounded_section(&mut o, r);
 
     o.push_str(PROFILE_DISCUSSION);
+    o.push_str(STALLS_DISCUSSION);
 
     o.push_str(
         "## Reproduce\n\n```sh\nmake bench                      # this report (a few minutes)\n\
@@ -1588,6 +1629,7 @@ mod tests {
                     },
                 ],
             ),
+            steal_ms: Some(cpu * 100.0),
             ..WrkResult::default()
         };
         r.wrk.push(("read-reader-1".into(), wrk(4.0)));
@@ -1651,13 +1693,19 @@ mod tests {
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         assert!(
             md.contains(
-                "| p99 800 µs, p99.9 2.50 ms at 40,000 req/s (VM steal 0 ms; no steal-free second) \
+                "| p99 800 µs, p99.9 2.50 ms at 40,000 req/s (VM steal –; no steal-free second) \
                  | – | **not met** |"
             ),
             "{md}"
         );
+        // The steal of each wrk run, in the headline and the read table.
+        assert!(
+            md.contains("| VM steal during the run (each ~100 ms stall shows in the tail, not in CPU per request) | 400 ms | 1000 ms | – | | |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1.00× | 1.00× | 400 ms |"), "{md}");
         let x = &mut r.openloop[0].1;
-        (x.steal_ms, x.clean_secs) = (200.0, 7);
+        (x.steal_ms, x.clean_secs) = (Some(200.0), 7);
         (x.clean_latency.p99, x.clean_latency.p999) = (500.0, 900.0);
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         assert!(

@@ -215,7 +215,9 @@ pub enum EncodeError {
 }
 
 /// Builds the template of a put (version 0; the Redis function sets it) and
-/// returns it with the body's etag.
+/// returns it with the body's etag. A batch (`heavyread_put_many`) sends the
+/// same template with the version the writer expects written in; Redis keeps
+/// it only when it is right (see [`crate::schema::LIBRARY`]).
 pub fn put_template(
     id: &str,
     body: &[u8],
