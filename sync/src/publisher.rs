@@ -187,8 +187,8 @@ impl Publisher {
         Ok(())
     }
 
-    /// True when Redis answers and has the library loaded.
-    pub async fn library_loaded(&self) -> Result<bool, Error> {
+    /// The version of the library Redis has loaded, `None` when it has none.
+    pub async fn library_version(&self) -> Result<Option<i64>, Error> {
         let mut con = self.con.clone();
         match redis::cmd("FCALL_RO")
             .arg("heavyread_version")
@@ -196,10 +196,22 @@ impl Publisher {
             .query_async::<i64>(&mut con)
             .await
         {
-            Ok(v) => Ok(v == i64::from(crate::schema::LIBRARY_VERSION)),
-            Err(e) if function_missing(&e) => Ok(false),
+            Ok(v) => Ok(Some(v)),
+            Err(e) if function_missing(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// True when Redis answers and has this library or a newer one loaded.
+    /// A newer version keeps every older function's contract (see
+    /// [`crate::schema::LIBRARY_VERSION`]), so during a rolling upgrade the
+    /// writers not yet upgraded leave it in place instead of loading theirs
+    /// over it every second.
+    pub async fn library_loaded(&self) -> Result<bool, Error> {
+        Ok(self
+            .library_version()
+            .await?
+            .is_some_and(|v| v >= i64::from(crate::schema::LIBRARY_VERSION)))
     }
 
     /// `FCALL function 4 <keys> channel log-max-len`, arguments to follow.

@@ -38,6 +38,11 @@
 /// Name of the function library; bump [`LIBRARY_VERSION`] with any change to it.
 pub const LIBRARY_NAME: &str = "heavyread";
 /// Version of the function library's contract, returned by `heavyread_version`.
+///
+/// Versions only add: a new one keeps every function of the older ones,
+/// with the same keys, arguments, answers and effects, so a writer that
+/// finds a newer library than its own uses it and leaves it loaded; only a
+/// missing or older one is replaced.
 pub const LIBRARY_VERSION: u32 = 3;
 
 /// The Lua source of the function library.

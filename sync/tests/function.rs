@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use heavyread_sync::record::{Op, RecordRef};
+use heavyread_sync::schema::{LIBRARY, LIBRARY_VERSION};
 use heavyread_sync::testing::RedisServer;
 use heavyread_sync::Keys;
 
@@ -128,4 +129,54 @@ async fn put_many_pipelines_in_order() {
     assert_eq!(versions, (1..=50).collect::<Vec<_>>());
     assert!(p.put_many(&[("bad/id", b"x")]).await.is_err());
     assert_eq!(p.version().await.unwrap(), 50);
+}
+
+/// This library with its version function answering `v` instead (the
+/// other functions unchanged).
+fn library_as(v: u32) -> String {
+    let ours = format!("  return {LIBRARY_VERSION}\n");
+    assert_eq!(
+        LIBRARY.matches(&ours).count(),
+        1,
+        "the version function's line"
+    );
+    LIBRARY.replace(&ours, &format!("  return {v}\n"))
+}
+
+fn load(con: &mut redis::Connection, source: &str) {
+    let name: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(source)
+        .query(con)
+        .unwrap();
+    assert_eq!(name, "heavyread");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_library_counts_as_loaded_and_an_older_or_missing_one_does_not() {
+    let redis = RedisServer::start();
+    let p = publisher(&redis, "t5", 1000).await;
+    let mut c = redis.connection();
+    let ours = i64::from(LIBRARY_VERSION);
+    assert_eq!(p.library_version().await.unwrap(), Some(ours));
+    assert!(p.library_loaded().await.unwrap());
+
+    // A newer writer's library: used as it is.
+    load(&mut c, &library_as(LIBRARY_VERSION + 1));
+    assert_eq!(p.library_version().await.unwrap(), Some(ours + 1));
+    assert!(p.library_loaded().await.unwrap());
+    assert_eq!(p.put("a", b"1").await.unwrap().version, 1);
+    let many = p.put_many(&[("b", b"2"), ("c", b"3")]).await.unwrap();
+    assert_eq!(many.last().unwrap().version, 3);
+
+    // An older one: not enough.
+    load(&mut c, &library_as(LIBRARY_VERSION - 1));
+    assert_eq!(p.library_version().await.unwrap(), Some(ours - 1));
+    assert!(!p.library_loaded().await.unwrap());
+
+    // None at all.
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut c).unwrap();
+    assert_eq!(p.library_version().await.unwrap(), None);
+    assert!(!p.library_loaded().await.unwrap());
 }

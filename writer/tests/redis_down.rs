@@ -100,3 +100,52 @@ async fn a_paused_redis_times_out_into_503_not_a_hang() {
     wait_ready(env.addr()).await;
     assert_eq!(env.create(&post("p2", "t", "c", "a")).await.status, 201);
 }
+
+/// The version Redis's library answers, `None` when it has none.
+fn loaded_version(env: &Env) -> Option<i64> {
+    redis::cmd("FCALL_RO")
+        .arg("heavyread_version")
+        .arg(0)
+        .query(&mut env.redis.connection())
+        .ok()
+}
+
+fn load_library_as(env: &Env, v: u32) {
+    let ours = format!("  return {}\n", heavyread_sync::schema::LIBRARY_VERSION);
+    let source = heavyread_sync::schema::LIBRARY.replace(&ours, &format!("  return {v}\n"));
+    assert_ne!(source, heavyread_sync::schema::LIBRARY);
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(source)
+        .query(&mut env.redis.connection())
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_library_is_left_in_place_and_an_older_one_is_replaced() {
+    let env = Env::start().await;
+    let ours = heavyread_sync::schema::LIBRARY_VERSION;
+    // A rolling upgrade: a newer writer loaded its library. This writer
+    // checks every second; three checks later it is still there, and
+    // writes and /ready work with it.
+    load_library_as(&env, ours + 1);
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(loaded_version(&env), Some(i64::from(ours) + 1));
+    wait_status(&env, "/ready", 200).await;
+    assert_eq!(env.create(&post("n", "t", "c", "a")).await.status, 201);
+    assert_eq!(loaded_version(&env), Some(i64::from(ours) + 1));
+
+    // An older library is replaced by this writer's within a few seconds.
+    load_library_as(&env, ours - 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loaded_version(&env) != Some(i64::from(ours)) {
+        assert!(
+            Instant::now() < deadline,
+            "still {:?}",
+            loaded_version(&env)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_status(&env, "/ready", 200).await;
+}
