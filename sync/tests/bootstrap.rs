@@ -138,3 +138,65 @@ async fn bootstrap_reads_the_urls_database_over_many_small_pages() {
         .load(Ordering::Relaxed);
     assert_eq!(malformed, 0);
 }
+
+/// The scanner's connection dropped in the middle of a full resync: that
+/// resync fails, the sync thread connects again, and the next one leaves
+/// the store equal to Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_cut_off_halfway_is_retried_to_the_end() {
+    let redis = RedisServer::start_with(false, &[]);
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 1_000_000).await;
+    let ids: Vec<String> = (0..5_000).map(|i| format!("post-{i}")).collect();
+    let bodies: Vec<Vec<u8>> = ids.iter().zip(0..).map(|(id, i)| body(id, i)).collect();
+    for (ids, bodies) in ids.chunks(1_000).zip(bodies.chunks(1_000)) {
+        let items: Vec<(&str, &[u8])> = ids
+            .iter()
+            .map(|i| i.as_str())
+            .zip(bodies.iter().map(|b| b.as_slice()))
+            .collect();
+        p.put_many(&items).await.unwrap();
+    }
+    let mut config = sync_config(&redis, "hr");
+    // One entry per page: thousands of round trips, time enough to cut in.
+    config.scan_batch = 1;
+    let sub = spawn(config);
+    let mut admin = redis.connection();
+    let started = std::time::Instant::now();
+    let killed = loop {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+        let scanner = clients
+            .lines()
+            .find(|l| l.contains("cmd=hscan"))
+            .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_owned);
+        if let Some(id) = scanner {
+            let n: u64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(&id)
+                .query(&mut admin)
+                .unwrap();
+            break n;
+        }
+        assert!(
+            !sub.status().snapshot().bootstrapped,
+            "the scan ended before it could be cut off"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no HSCAN seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    assert_eq!(killed, 1);
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, std::time::Duration::from_secs(60));
+    let c = &sub.status().counters;
+    assert!(
+        c.full_resyncs.load(Ordering::Relaxed) >= 2,
+        "the cut-off resync was retried"
+    );
+    assert!(c.reconnects.load(Ordering::Relaxed) >= 1);
+    assert_eq!(sub.store().len(), 5_000);
+}
