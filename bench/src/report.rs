@@ -954,7 +954,10 @@ as the reply's own bytes with the positions of its fields and values. `heavyread
 from the VM: its vCPUs are throttled. With both vCPUs busy, a bare C loop reading the clock, pinned \
 to each vCPU, sees gaps of 100.3–100.7 ms every few seconds (8 in 40 s), each of which shows as 10 \
 ticks of steal for that CPU in `/proc/stat`; with one vCPU busy, or one at 100% and the other at 50%, \
-none in 30–40 s; at 100% and 75%, 8 in 30 s. A run in which the server and the load tool together \
+none in 30–40 s; at 100% and 75%, 8 in 30 s. Shorter gaps come with them: with both vCPUs busy the \
+same loop saw 21–42 gaps longer than 1 ms in 40 s per vCPU (most under 10 ms), with one busy 1. \
+Steal is counted in 10 ms ticks, so gaps of a few ms can pass as steal-free; they are the likely \
+source of the multi-millisecond p99.9 that remains in the steal-free seconds. A run in which the server and the load tool together \
 use more than about 1.5 of the 2 CPUs is therefore stalled for whole 100 ms periods, whatever the \
 server. The open-loop tool no longer spins (it used a whole CPU), it wakes on a 50 µs timer. Every \
 wrk, open-loop and propagation run now records the steal time during it, and the open-loop table \
