@@ -215,24 +215,14 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
     let mut queued = 0u64;
     let mut meter: Option<CpuMeter> = None;
     let mut steal: Option<StealMeter> = None;
-    // Steal ticks read once a second, from a second before the measured
-    // window to two seconds past its start's last second (the last one's
-    // neighbour closes too).
-    let mut marks: Vec<u64> = Vec::new();
-    let mut mark_at = from
-        .checked_sub(Duration::from_secs(1))
-        .unwrap_or(from)
-        .max(start);
+    // Steal ticks read at these times (see `mark_times`).
+    let mark_at = mark_times(start, from, o.secs.ceil() as usize);
+    let mut marks: Vec<u64> = Vec::with_capacity(mark_at.len());
     let ticker = async_timerfd(o.tick)?;
     while next < to {
         let now = Instant::now();
-        if now >= mark_at {
+        while marks.len() < mark_at.len() && now >= mark_at[marks.len()] {
             marks.push(steal_ticks()?);
-            mark_at = if mark_at < from {
-                from
-            } else {
-                mark_at + Duration::from_secs(1)
-            };
         }
         if steal.is_none() && now >= from {
             steal = Some(StealMeter::start()?);
@@ -265,10 +255,9 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             Err(e) => return Err(e.into()),
         }
     }
-    while marks.len() < o.secs.ceil() as usize + 3 {
-        tokio::time::sleep_until(mark_at.into()).await;
+    while let Some(&at) = mark_at.get(marks.len()) {
+        tokio::time::sleep_until(at.into()).await;
         marks.push(steal_ticks()?);
-        mark_at += Duration::from_secs(1);
     }
     let cpu = match &meter {
         Some(m) => m.stop()?.0,
@@ -323,6 +312,21 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         clean_secs,
         clean_latency,
     })
+}
+
+/// When to read the steal counter for a window of `seconds` measured
+/// seconds from `from`: a second before it (or as much of the warm-up as
+/// there is, from `start`), then at the start of each second, then at the
+/// end of the second after the window. Without a warm-up the second before
+/// is empty (read twice at `from`).
+fn mark_times(start: Instant, from: Instant, seconds: usize) -> Vec<Instant> {
+    let before = from
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or(from)
+        .max(start);
+    let mut at = vec![before];
+    at.extend((0..seconds + 2).map(|k| from + Duration::from_secs(k as u64)));
+    at
 }
 
 /// Steal ticks so far, over all CPUs.
@@ -429,6 +433,25 @@ mod tests {
             seen[i as usize] = true;
         }
         assert!(seen.iter().all(|&s| s), "every id drawn in 10k draws");
+    }
+
+    #[test]
+    fn steal_is_read_a_second_before_each_second_and_after_the_window() {
+        let start = Instant::now();
+        let s = Duration::from_secs;
+        // Two seconds of warm-up, three measured: reads at 1, 2, 3, 4, 5, 6 s.
+        let at: Vec<Duration> = mark_times(start, start + s(2), 3)
+            .iter()
+            .map(|t| *t - start)
+            .collect();
+        assert_eq!(at, [s(1), s(2), s(3), s(4), s(5), s(6)]);
+        // Half a second of warm-up: the second before is that half.
+        let from = start + Duration::from_millis(500);
+        let at = mark_times(start, from, 1);
+        assert_eq!(at, [start, from, from + s(1), from + s(2)]);
+        // None: the second before is empty.
+        let at = mark_times(start, start, 1);
+        assert_eq!(at, [start, start, start + s(1), start + s(2)]);
     }
 
     #[test]
