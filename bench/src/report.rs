@@ -942,7 +942,11 @@ parsed. The cause is tokio's LIFO slot: a task spawned from a worker waits in th
 slot, which the other worker cannot steal, until the spawning task yields, and the parser does not \
 yield while the body is already buffered. The handler now yields right after handing a chunk over; \
 the same single `/bulk` went from 73–80k to 99–103k posts/s (`heavyread-bench seed --batch 100000 \
---connections 1`, three runs each).\n\
+--connections 1`, three runs each). `make bench`'s Redis runs with AOF on, and in a profiled hand run its \
+AOF rewrite (a forked child compressing with lzf) ran during the `/bulk` and took a fifth of Redis's \
+samples; on a fresh Redis the `writes` tool gave 94–104k posts/s with AOF on and 96–130k with it off. \
+The `/bulk` row is now bound by redis-server (its share of the CPU per write is in section 8); what is \
+left to try is one PUBLISH per batch instead of one per post, and fewer Lua calls per post.\n\
 - **Cold start.** At 1M posts redis-server spends about 1.9 s of CPU in HSCAN (`dictScan` and its \
 callback, cache misses over a 1M-entry dict) and the reader about 2.4 s. With redis-rs a page's whole \
 reply is parsed before the next HSCAN goes out, so Redis and the reader took turns. The sync thread \
