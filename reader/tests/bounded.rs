@@ -41,6 +41,9 @@ fn metric(page: &str, name: &str) -> u64 {
 fn bounded(f: &mut heavyread_reader::Config) {
     f.max_memory = Some(BUDGET);
     f.fill_timeout = Duration::from_millis(400);
+    // Long enough that a slow machine cannot expire a remembered absent id
+    // between two requests of one test.
+    f.negative_ttl = Duration::from_secs(60);
 }
 
 /// GETs ids `lo..hi` (step `step`) on one keep-alive connection and checks each answer.
@@ -162,7 +165,20 @@ fn pipelined_requests_across_a_miss_keep_their_order_and_304_works_on_fills() {
     .unwrap();
     let r = read_response(&mut s, true);
     assert_eq!(status_of(&r), 304, "{}", normalize(&r));
-    // The unknown id is remembered: asking again does not go to Redis.
+    // The unknown id is remembered: asking again does not go to Redis. The
+    // sync thread records it as absent when it ends the fill's registration,
+    // just after the answer; until then a new request joins the finished
+    // fill instead. Wait for that, so the next answer must come from the
+    // negative cache.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(
+        &f.reader.render_metrics(),
+        "heavyread_reader_fills_in_flight",
+    ) > 0
+    {
+        assert!(std::time::Instant::now() < end, "a fill never ended");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let before = f.reader.render_metrics();
     let r = get(f.addr(), "/post?id=nope");
     assert_eq!(status_of(&r), 404);
