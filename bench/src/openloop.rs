@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::client::Conn;
-use crate::procfs::{parse_steal, CpuMeter, ProcessCpu, StealMeter};
+use crate::procfs::{steal_ticks, ticks_ms, CpuMeter, ProcessCpu};
 use crate::stats::{histogram, Summary};
 use crate::sys::{async_timerfd, read_timerfd};
 
@@ -214,7 +214,6 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
     let mut due = 0u64;
     let mut queued = 0u64;
     let mut meter: Option<CpuMeter> = None;
-    let mut steal: Option<StealMeter> = None;
     // Steal ticks read at these times (see `mark_times`).
     let mark_at = mark_times(start, from, o.secs.ceil() as usize);
     let mut marks: Vec<u64> = Vec::with_capacity(mark_at.len());
@@ -224,11 +223,8 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         while marks.len() < mark_at.len() && now >= mark_at[marks.len()] {
             marks.push(steal_ticks()?);
         }
-        if steal.is_none() && now >= from {
-            steal = Some(StealMeter::start()?);
-            if !o.pids.is_empty() {
-                meter = Some(CpuMeter::start(&o.pids)?);
-            }
+        if meter.is_none() && now >= from && !o.pids.is_empty() {
+            meter = Some(CpuMeter::start(&o.pids)?);
         }
         while next <= now && next < to {
             let mut s = state.borrow_mut();
@@ -263,10 +259,6 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         Some(m) => m.stop()?.0,
         None => Vec::new(),
     };
-    let steal_ms = match &steal {
-        Some(m) => m.stop()?,
-        None => 0.0,
-    };
     // Let what is in flight finish (bounded), then stop everything.
     let grace = Instant::now() + Duration::from_secs(2);
     while Instant::now() < grace {
@@ -285,6 +277,9 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
     }
     let s = state.borrow();
     let (clean_secs, clean_latency) = clean_seconds(&marks, &s.second_hists);
+    // Over the measured seconds: from the mark at their start to the one at their end.
+    let seconds = s.second_hists.len();
+    let steal_ms = ticks_ms(marks[seconds + 1].saturating_sub(marks[1]));
     let answered = s.ok;
     let errors = due.saturating_sub(answered);
     let server_secs: f64 = cpu.iter().map(|p| p.cpu_secs).sum();
@@ -327,12 +322,6 @@ fn mark_times(start: Instant, from: Instant, seconds: usize) -> Vec<Instant> {
     let mut at = vec![before];
     at.extend((0..seconds + 2).map(|k| from + Duration::from_secs(k as u64)));
     at
-}
-
-/// Steal ticks so far, over all CPUs.
-fn steal_ticks() -> Result<u64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    Ok(parse_steal(&stat).iter().map(|(_, t)| t).sum())
 }
 
 /// The measured seconds with no steal in them nor in their neighbours, and

@@ -41,31 +41,34 @@ pub fn parse_steal(stat: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Steal ticks so far, summed over the CPUs of `/proc/stat`.
+pub fn steal_ticks() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+    Ok(parse_steal(&stat).iter().map(|(_, t)| t).sum())
+}
+
+/// Clock ticks in milliseconds.
+pub fn ticks_ms(ticks: u64) -> f64 {
+    ticks as f64 * 1e3 / clock_ticks_per_sec() as f64
+}
+
 /// Steal time across an interval, in milliseconds summed over CPUs.
 #[derive(Debug)]
 pub struct StealMeter {
-    start: Vec<(String, u64)>,
+    start: u64,
 }
 
 impl StealMeter {
-    /// Reads `/proc/stat` now.
+    /// Reads the steal counter now.
     pub fn start() -> Result<Self> {
         Ok(StealMeter {
-            start: parse_steal(&std::fs::read_to_string("/proc/stat").context("/proc/stat")?),
+            start: steal_ticks()?,
         })
     }
 
     /// Milliseconds of steal since [`StealMeter::start`], over all CPUs.
     pub fn stop(&self) -> Result<f64> {
-        let now = parse_steal(&std::fs::read_to_string("/proc/stat").context("/proc/stat")?);
-        let ticks: u64 = now
-            .iter()
-            .filter_map(|(cpu, t)| {
-                let (_, before) = self.start.iter().find(|(c, _)| c == cpu)?;
-                Some(t.saturating_sub(*before))
-            })
-            .sum();
-        Ok(ticks as f64 * 1e3 / clock_ticks_per_sec() as f64)
+        Ok(ticks_ms(steal_ticks()?.saturating_sub(self.start)))
     }
 }
 

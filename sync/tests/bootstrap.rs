@@ -85,6 +85,16 @@ async fn bootstrap_of_many_posts_serves_exact_bytes_and_accounts_their_sum() {
     wait_converged(&redis, &sub, &keys, std::time::Duration::from_secs(30));
 }
 
+/// Puts `ids[i]` with `bodies[i]`, in order, through `heavyread_put_many`.
+async fn put_all(p: &Publisher, ids: &[String], bodies: &[Vec<u8>]) {
+    let items: Vec<(&str, &[u8])> = ids
+        .iter()
+        .map(|i| i.as_str())
+        .zip(bodies.iter().map(|b| b.as_slice()))
+        .collect();
+    p.put_many(&items).await.unwrap();
+}
+
 /// The pipelined scanner speaks RESP itself: it must select the URL's
 /// database, and follow a cursor over many small pages (one request always
 /// ahead) to exactly the hash's contents.
@@ -101,20 +111,8 @@ async fn bootstrap_reads_the_urls_database_over_many_small_pages() {
     let ids: Vec<String> = (0..n).map(|i| format!("post-{i}")).collect();
     let b0: Vec<Vec<u8>> = (0..n).map(|i| sized_body(i, 10)).collect();
     let b5: Vec<Vec<u8>> = ids.iter().zip(0..).map(|(id, i)| body(id, i)).collect();
-    for (ids, (b0, b5)) in ids.chunks(500).zip(b0.chunks(500).zip(b5.chunks(500))) {
-        let zero: Vec<(&str, &[u8])> = ids
-            .iter()
-            .map(|i| i.as_str())
-            .zip(b0.iter().map(|b| b.as_slice()))
-            .collect();
-        let five: Vec<(&str, &[u8])> = ids
-            .iter()
-            .map(|i| i.as_str())
-            .zip(b5.iter().map(|b| b.as_slice()))
-            .collect();
-        p0.put_many(&zero).await.unwrap();
-        p5.put_many(&five).await.unwrap();
-    }
+    put_all(&p0, &ids, &b0).await;
+    put_all(&p5, &ids, &b5).await;
     // Only in database 0.
     p0.put("only-in-0", b"{}").await.unwrap();
 
@@ -149,14 +147,7 @@ async fn a_scan_cut_off_halfway_is_retried_to_the_end() {
     let p = publisher(&redis, "hr", 1_000_000).await;
     let ids: Vec<String> = (0..5_000).map(|i| format!("post-{i}")).collect();
     let bodies: Vec<Vec<u8>> = ids.iter().zip(0..).map(|(id, i)| body(id, i)).collect();
-    for (ids, bodies) in ids.chunks(1_000).zip(bodies.chunks(1_000)) {
-        let items: Vec<(&str, &[u8])> = ids
-            .iter()
-            .map(|i| i.as_str())
-            .zip(bodies.iter().map(|b| b.as_slice()))
-            .collect();
-        p.put_many(&items).await.unwrap();
-    }
+    put_all(&p, &ids, &bodies).await;
     let mut config = sync_config(&redis, "hr");
     // One entry per page: thousands of round trips, time enough to cut in.
     config.scan_batch = 1;
