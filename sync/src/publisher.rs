@@ -10,8 +10,9 @@
 //!
 //! [`Publisher::put_batch`] (and [`Publisher::put_many`] on top of it) is
 //! the seeding path: the posts of a [`PutBatch`] go in calls of the
-//! `heavyread_put_many` function (one call stores, logs and publishes many
-//! posts, each with its own consecutive version), at most
+//! `heavyread_put_batch` function (one call stores many posts, each with its
+//! own consecutive version, and logs and publishes them as one entry and one
+//! message), at most
 //! [`MAX_BATCH_POSTS`] posts or about [`MAX_BATCH_BYTES`] of records per
 //! call so that no call holds Redis for long, pipelined in one round trip.
 //! Each template goes out with the version it will most likely get (one past
@@ -29,11 +30,11 @@ use crate::record::{delete_template, now_ns, put_template, VERSION_OFFSET};
 use crate::schema::{Keys, LIBRARY, LIBRARY_NAME};
 use crate::Error;
 
-/// Most posts in one `heavyread_put_many` call. Redis runs one call at a
+/// Most posts in one `heavyread_put_batch` call. Redis runs one call at a
 /// time, so this bounds how long a batch holds up every other client: about
 /// 256 × a few µs, a few milliseconds at most for posts of a few hundred bytes.
 pub const MAX_BATCH_POSTS: usize = 256;
-/// Most record bytes in one `heavyread_put_many` call (a single larger post
+/// Most record bytes in one `heavyread_put_batch` call (a single larger post
 /// still goes alone): large posts cost Redis per byte (copies into the hash,
 /// the AOF and every subscriber's buffer), so they get smaller batches.
 pub const MAX_BATCH_BYTES: usize = 256 << 10;
@@ -274,7 +275,7 @@ impl Publisher {
     }
 
     /// Puts the posts of `batch` in one round trip: calls of
-    /// `heavyread_put_many` (see [`MAX_BATCH_POSTS`], [`MAX_BATCH_BYTES`]),
+    /// `heavyread_put_batch` (see [`MAX_BATCH_POSTS`], [`MAX_BATCH_BYTES`]),
     /// pipelined. Each call is atomic and gives its posts consecutive
     /// versions in batch order, as that many single puts would; the calls
     /// are applied in order, but another client's write may land between
@@ -300,7 +301,7 @@ impl Publisher {
                 calls.push(posts as u64);
                 (posts, bytes) = (0, 0);
             }
-            cmd.get_or_insert_with(|| self.fcall_head("heavyread_put_many"))
+            cmd.get_or_insert_with(|| self.fcall_head("heavyread_put_batch"))
                 .arg(Stamped {
                     template,
                     version: guess,
@@ -333,7 +334,7 @@ impl Publisher {
         for (last, n) in lasts.into_iter().zip(calls) {
             // The call's posts have the n versions ending at its reply.
             let first = last.checked_sub(n - 1).filter(|&f| f > 0).ok_or_else(|| {
-                Error::Protocol(format!("put_many answered version {last} for {n} posts"))
+                Error::Protocol(format!("put_batch answered version {last} for {n} posts"))
             })?;
             versions.extend(first..=last);
         }

@@ -131,6 +131,17 @@ fn be_u64(b: &[u8]) -> u64 {
 impl<'a> RecordRef<'a> {
     /// Decodes one record occupying all of `bytes`.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let (rec, rest) = Self::decode_prefix(bytes)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Trailing);
+        }
+        Ok(rec)
+    }
+
+    /// Decodes the record at the start of `bytes` and returns it with the
+    /// bytes after it: a batch message is records back to back (see
+    /// [`records`]).
+    pub fn decode_prefix(bytes: &'a [u8]) -> Result<(Self, &'a [u8]), DecodeError> {
         let mut buf = bytes;
         let fixed = take(&mut buf, FIXED_HEADER)?;
         if fixed[0] != FORMAT {
@@ -161,20 +172,18 @@ impl<'a> RecordRef<'a> {
             return Err(DecodeError::BodyTooLarge);
         }
         let body = take(&mut buf, body_len)?;
-        if !buf.is_empty() {
-            return Err(DecodeError::Trailing);
-        }
         if op == Op::Delete && (!body.is_empty() || etag != [0u8; 16]) {
             return Err(DecodeError::DeleteWithBody);
         }
-        Ok(RecordRef {
+        let rec = RecordRef {
             op,
             version,
             written_at_ns,
             etag,
             id,
             body,
-        })
+        };
+        Ok((rec, buf))
     }
 
     /// Encodes the record; `decode(encode(r)) == r` for every valid record.
@@ -203,6 +212,44 @@ impl<'a> RecordRef<'a> {
     }
 }
 
+/// The records of a published message, in order: one for a single change,
+/// several back to back for a batch (`heavyread_put_batch`). An empty
+/// message is malformed; after the first error the iterator ends.
+pub fn records(message: &[u8]) -> Records<'_> {
+    Records {
+        rest: message,
+        first: true,
+    }
+}
+
+/// Iterator of [`records`].
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    rest: &'a [u8],
+    first: bool,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordRef<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() && !self.first {
+            return None;
+        }
+        self.first = false;
+        match RecordRef::decode_prefix(self.rest) {
+            Ok((rec, rest)) => {
+                self.rest = rest;
+                Some(Ok(rec))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 /// Why the writer cannot build a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
@@ -215,7 +262,7 @@ pub enum EncodeError {
 }
 
 /// Builds the template of a put (version 0; the Redis function sets it) and
-/// returns it with the body's etag. A batch (`heavyread_put_many`) sends the
+/// returns it with the body's etag. A batch (`heavyread_put_batch`) sends the
 /// same template with the version the writer expects written in; Redis keeps
 /// it only when it is right (see [`crate::schema::LIBRARY`]).
 pub fn put_template(
@@ -333,6 +380,54 @@ mod tests {
         assert_eq!(put_template("a/b", b"", 0), Err(EncodeError::Id));
         assert_eq!(put_template(&"x".repeat(129), b"", 0), Err(EncodeError::Id));
         assert!(put_template(&"x".repeat(128), b"", 0).is_ok());
+    }
+
+    #[test]
+    fn a_message_holds_one_record_or_several_back_to_back() {
+        let one = sample();
+        let got: Vec<_> = records(&one).collect();
+        assert_eq!(got, vec![RecordRef::decode(&one)]);
+        let (mut second, _) = put_template("post-2", b"{}", 43).unwrap();
+        second[VERSION_OFFSET..VERSION_OFFSET + 8].copy_from_slice(&8u64.to_be_bytes());
+        let del = delete_template("post-1", 44).unwrap();
+        let batch = [one.clone(), second.clone(), del.clone()].concat();
+        let got: Vec<_> = records(&batch).map(Result::unwrap).collect();
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.id, r.version, r.op))
+                .collect::<Vec<_>>(),
+            vec![
+                ("post-1", 7, Op::Put),
+                ("post-2", 8, Op::Put),
+                ("post-1", 0, Op::Delete)
+            ]
+        );
+        assert_eq!(got[1].body, b"{}");
+        // An empty message is one error, not zero records.
+        assert_eq!(
+            records(&[]).collect::<Vec<_>>(),
+            vec![Err(DecodeError::Truncated)]
+        );
+        // A cut anywhere in the batch: the whole records before it, then one
+        // error unless the cut falls between two records.
+        let ends = [one.len(), one.len() + second.len()];
+        for n in 1..batch.len() {
+            let got: Vec<_> = records(&batch[..n]).collect();
+            let whole = ends.iter().filter(|&&end| end <= n).count();
+            assert!(got[..whole].iter().all(Result::is_ok), "cut at {n}");
+            if ends.contains(&n) {
+                assert_eq!(got.len(), whole, "cut at {n}");
+            } else {
+                assert_eq!(got[whole..], [Err(DecodeError::Truncated)], "cut at {n}");
+            }
+        }
+        // Garbage after a good record ends the iteration with its error.
+        let mut bad = one.clone();
+        bad.extend_from_slice(&[9; 40]);
+        let got: Vec<_> = records(&bad).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert_eq!(got[1], Err(DecodeError::Format(9)));
     }
 
     #[test]

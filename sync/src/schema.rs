@@ -7,9 +7,9 @@
 //! |---|---|---|
 //! | `{p}:posts` | hash | id → stored record (see [`crate::record`]) |
 //! | `{p}:version` | string | the global version, one per change |
-//! | `{p}:log` | stream | one entry per change, id `<version>-1`, fields `op`, `id`, `ts` (the record's writer timestamp, 8 bytes big-endian); capped with `MAXLEN ~` |
+//! | `{p}:log` | stream | one entry per change, id `<version>-1`, fields `op`, `id`, `ts` (the record's writer timestamp, 8 bytes big-endian); or one entry per batch of n consecutive changes, id `<last version>-<n>`, its `id` field the n ids joined by single spaces and its `ts` field the n timestamps back to back; capped with `MAXLEN ~` (single changes) or `MINID ~` (batches, to about the last max-length versions) |
 //! | `{p}:epoch` | string | set once; a new value means Redis lost its data |
-//! | `{p}:changes` | channel | the full record of every change |
+//! | `{p}:changes` | channel | the full record of every change: one per message, or a batch's records back to back in version order |
 //!
 //! Writes go through one Redis Function library, [`LIBRARY`], loaded with
 //! `FUNCTION LOAD REPLACE`. `put` and `delete` each bump the version, XADD,
@@ -17,12 +17,20 @@
 //! publish order is version order. Nothing is written before the arguments
 //! are checked and the log accepted the entry.
 //!
+//! `put_batch` (library version 4) is what seeding (`POST /bulk`) uses: it
+//! stores the posts exactly as `put_many` does, but writes one log entry and
+//! publishes one message for the whole call (see the table), which halves
+//! Redis's work per post. Readers that understand batch entries and
+//! messages must be deployed before writers that call it: a reader built
+//! before it rejects a batch message as malformed and falls back to a full
+//! resync at a batch log entry.
+//!
 //! `put_many` (library version 3) is `put` called once per post, in order,
 //! in one atomic call: each post gets the next version, its own log entry
 //! and its own published record, exactly as if `put` had run N times in a
 //! row with nothing in between; only the per-call overhead (one command to
 //! parse, one script entry, one version SET, one log trim and one HSET for
-//! all posts) is shared. It is what seeding (`POST /bulk`) uses; a single
+//! all posts) is shared. Writers before `put_batch` seeded with it; a single
 //! write still goes through `put`. Building each record's bytes in Lua costs
 //! about as much as the rest of a post's work, so the caller may send the
 //! templates with the versions it expects already written in (see
@@ -43,20 +51,24 @@ pub const LIBRARY_NAME: &str = "heavyread";
 /// with the same keys, arguments, answers and effects, so a writer that
 /// finds a newer library than its own uses it and leaves it loaded; only a
 /// missing or older one is replaced.
-pub const LIBRARY_VERSION: u32 = 3;
+pub const LIBRARY_VERSION: u32 = 4;
 
 /// The Lua source of the function library.
 ///
-/// Keys of `heavyread_put`, `heavyread_delete` and `heavyread_put_many`:
+/// Keys of `heavyread_put`, `heavyread_delete`, `heavyread_put_many` and
+/// `heavyread_put_batch`:
 /// posts, version, log, epoch. Arguments of `put` and `delete`: channel, log
-/// max length, id, record template (version zero). Arguments of `put_many`:
-/// channel, log max length, then one put template per post, whose version
+/// max length, id, record template (version zero). Arguments of `put_many`
+/// and `put_batch`: channel, log max length, then one put template per post, whose version
 /// field is zero or the version the caller expects the post to get (kept
 /// only when right, so it is never trusted); it returns the version of its
 /// last post (the first is that minus the number of posts, plus one).
+/// `put_batch` also checks each template's lengths and id alphabet.
 pub const LIBRARY: &str = r#"#!lua name=heavyread
 
 local FIXED = 36
+local MAX_ID = 128
+local MAX_BODY = 16777216
 
 -- The record's version field is a big-endian u64 at offset 2 (see record.rs).
 local function u64be(n)
@@ -195,13 +207,82 @@ local function put_many(keys, args)
   return v0 + n
 end
 
+-- put_batch (library version 4) stores the same posts with the same
+-- versions as put_many, but logs and publishes the call as a whole: one log
+-- entry `<last>-<n>` for its n consecutive versions, whose `id` field holds
+-- the n ids separated by single spaces and whose `ts` field the n writer
+-- timestamps (8 bytes each), in version order; and one message, the n
+-- records back to back. With n = 1 both are exactly what put writes. Every
+-- template is checked whole (its lengths add up to its size, its body is
+-- within the decoders' 16 MiB and its id is in the id alphabet), because one bad template would make the message or
+-- the log entry unreadable for the others. The log is trimmed to about the
+-- last `maxlen` versions (MINID), not entries: an entry covers up to a few
+-- hundred versions.
+local function put_batch(keys, args)
+  if #keys ~= 4 or #args < 3 then
+    return redis.error_reply('heavyread: expected 4 keys, 2 arguments and at least one record template')
+  end
+  local err = check_maxlen(args[2])
+  if err then return redis.error_reply(err) end
+  local maxlen = tonumber(args[2])
+  if maxlen ~= math.floor(maxlen) then
+    return redis.error_reply('heavyread: log max length must be a positive integer')
+  end
+  local n = #args - 2
+  local ids = {}
+  for j = 1, n do
+    local t = args[j + 2]
+    if #t < FIXED + 5 or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= 1 then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
+    if idlen < 1 or idlen > MAX_ID or #t < FIXED + idlen + 4 then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    local b1, b2, b3, b4 = string.byte(t, FIXED + idlen + 1, FIXED + idlen + 4)
+    local bodylen = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+    if bodylen > MAX_BODY or #t ~= FIXED + idlen + 4 + bodylen then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    local id = string.sub(t, FIXED + 1, FIXED + idlen)
+    if string.find(id, '[^%w%._~%-]') then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    ids[j] = id
+  end
+  ensure_epoch(keys[4])
+  local v0 = tonumber(redis.call('GET', keys[2]) or '0')
+  local last = v0 + n
+  local fields, recs, tss = {}, {}, {}
+  for j = 1, n do
+    local t = args[j + 2]
+    local vb = struct.pack('>I8', v0 + j)
+    if string.sub(t, 3, 10) ~= vb then
+      t = string.sub(t, 1, 2) .. vb .. string.sub(t, 11)
+    end
+    tss[j] = string.sub(t, 11, 18)
+    fields[2 * j - 1] = ids[j]
+    fields[2 * j] = t
+    recs[j] = t
+  end
+  redis.call('XADD', keys[3], 'MINID', '~', math.max(0, last - maxlen + 1), last .. '-' .. n,
+    'op', 'put', 'id', table.concat(ids, ' '), 'ts', table.concat(tss))
+  redis.call('SET', keys[2], last)
+  for h = 1, #fields, HSET_ARGS do
+    redis.call('HSET', keys[1], unpack(fields, h, math.min(h + HSET_ARGS - 1, #fields)))
+  end
+  redis.call('PUBLISH', args[1], table.concat(recs))
+  return last
+end
+
 local function version(keys, args)
-  return 3
+  return 4
 end
 
 redis.register_function('heavyread_put', put)
 redis.register_function('heavyread_delete', delete)
 redis.register_function('heavyread_put_many', put_many)
+redis.register_function('heavyread_put_batch', put_batch)
 redis.register_function{function_name = 'heavyread_version', callback = version, flags = {'no-writes'}}
 "#;
 

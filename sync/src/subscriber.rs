@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{redacted, SyncConfig};
 use crate::fill::{FillLink, FillThreads, Filler, Slot};
-use crate::record::{now_ns, Op, RecordRef};
+use crate::record::{now_ns, records, Op, RecordRef};
 use crate::scan::{Page, Scanner};
 use crate::schema::Keys;
 use crate::status::SyncStatus;
@@ -338,11 +338,14 @@ impl SyncThread {
         if version == 0 {
             return Ok(None);
         }
-        let id = format!("{version}-1");
+        // The first entry at or after `version`: its own, or the batch's
+        // that holds it.
         let log: Value = redis::cmd("XRANGE")
             .arg(&self.keys.log)
-            .arg(&id)
-            .arg(&id)
+            .arg(format!("{version}-0"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
             .query(con)?;
         Ok(parse_log(log)?
             .into_iter()
@@ -540,6 +543,8 @@ impl SyncThread {
             }
             self.status.saw_version(version);
             let mut entries = parse_log(log)?;
+            // The first entry may be a batch that began before `start`.
+            entries.retain(|e| e.version >= start);
             if self.last > 0 {
                 if let Some(first) = entries.first().filter(|e| e.version == self.last) {
                     if let (Some(ours), Some(theirs)) = (self.last_fp, first.fingerprint()) {
@@ -567,42 +572,10 @@ impl SyncThread {
                 );
                 return self.full_resync(con, false);
             }
-            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-            let recs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-                .arg(&self.keys.posts)
-                .arg(&ids)
-                .query(con)?;
-            if recs.len() != entries.len() {
-                return Err(Error::Protocol(
-                    "HMGET answered a different number of values".into(),
-                ));
-            }
-            self.drain_fills();
-            for (e, rec) in entries.iter().zip(recs) {
-                let (v, id) = (e.version, e.id.as_str());
-                self.note_change(id, v);
-                match rec {
-                    // The id is gone now: whatever the log says it was, it is deleted as of `v` or later.
-                    None => {
-                        let applied = self.writer.delete(id, v);
-                        self.count(applied);
-                    }
-                    Some(bytes) => match RecordRef::decode(&bytes) {
-                        Ok(r) if r.op == Op::Put && r.id == id && r.version >= v => {
-                            let applied = self.writer.put(&r);
-                            self.count(applied);
-                        }
-                        Ok(_) => {
-                            self.malformed("hash record does not match the log", id.as_bytes())
-                        }
-                        Err(e) => self.malformed(&e.to_string(), id.as_bytes()),
-                    },
-                }
-            }
-            if let Some(last) = entries.last() {
-                self.last = last.version;
-                self.last_fp = last.fingerprint();
-                self.status.set_last_version(self.last);
+            // Batch entries hold many changes each: one HMGET takes at most
+            // a catch-up batch of them.
+            for chunk in entries.chunks(self.cfg.catch_up_batch.max(1)) {
+                self.apply_logged(chunk, con)?;
             }
         }
         self.status.touch();
@@ -614,18 +587,72 @@ impl SyncThread {
         Ok(())
     }
 
+    /// Applies log entries (consecutive versions after `last`) with the
+    /// records the hash holds now for their ids, read with one HMGET.
+    fn apply_logged(
+        &mut self,
+        entries: &[LogEntry],
+        con: &mut redis::Connection,
+    ) -> Result<(), Error> {
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let recs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&self.keys.posts)
+            .arg(&ids)
+            .query(con)?;
+        if recs.len() != entries.len() {
+            return Err(Error::Protocol(
+                "HMGET answered a different number of values".into(),
+            ));
+        }
+        self.drain_fills();
+        for (e, rec) in entries.iter().zip(recs) {
+            let (v, id) = (e.version, e.id.as_str());
+            self.note_change(id, v);
+            match rec {
+                // The id is gone now: whatever the log says it was, it is deleted as of `v` or later.
+                None => {
+                    let applied = self.writer.delete(id, v);
+                    self.count(applied);
+                }
+                Some(bytes) => match RecordRef::decode(&bytes) {
+                    Ok(r) if r.op == Op::Put && r.id == id && r.version >= v => {
+                        let applied = self.writer.put(&r);
+                        self.count(applied);
+                    }
+                    Ok(_) => self.malformed("hash record does not match the log", id.as_bytes()),
+                    Err(e) => self.malformed(&e.to_string(), id.as_bytes()),
+                },
+            }
+        }
+        if let Some(last) = entries.last() {
+            self.last = last.version;
+            self.last_fp = last.fingerprint();
+            self.status.set_last_version(self.last);
+        }
+        Ok(())
+    }
+
+    /// A published message: one record, or a batch's records in version
+    /// order. A malformed record ends the message (the records before it
+    /// are applied; the next message or reconnect finds the gap).
     fn on_message(&mut self, bytes: &[u8], con: &mut redis::Connection) -> Result<(), Error> {
-        let rec = match RecordRef::decode(bytes) {
-            Ok(r) if r.version > 0 => r,
-            Ok(_) => {
-                self.malformed("published record without a version", b"");
-                return Ok(());
+        for rec in records(bytes) {
+            match rec {
+                Ok(r) if r.version > 0 => self.on_record(&r, con)?,
+                Ok(_) => {
+                    self.malformed("published record without a version", b"");
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.malformed(&e.to_string(), b"");
+                    return Ok(());
+                }
             }
-            Err(e) => {
-                self.malformed(&e.to_string(), b"");
-                return Ok(());
-            }
-        };
+        }
+        Ok(())
+    }
+
+    fn on_record(&mut self, rec: &RecordRef<'_>, con: &mut redis::Connection) -> Result<(), Error> {
         self.status.saw_version(rec.version);
         if self.epoch.is_none() {
             // The first write to an empty Redis created the epoch; learn it on
@@ -640,7 +667,7 @@ impl SyncThread {
         if rec.version == self.last + 1 {
             self.note_change(rec.id, rec.version);
             let applied = match rec.op {
-                Op::Put => self.writer.put(&rec),
+                Op::Put => self.writer.put(rec),
                 Op::Delete => self.writer.delete(rec.id, rec.version),
             };
             self.count(applied);
@@ -771,7 +798,11 @@ impl LogEntry {
     }
 }
 
-/// `[[id, [field, value, ...]], ...]` from XRANGE.
+/// `[[id, [field, value, ...]], ...]` from XRANGE, one [`LogEntry`] per
+/// change: an entry `<version>-1` is one change, an entry `<last>-<n>` with
+/// n > 1 a batch of the n versions up to `last`, whose `id` field lists the
+/// n ids separated by single spaces and whose `ts` field holds their n
+/// timestamps (see [`crate::schema`]).
 fn parse_log(reply: Value) -> Result<Vec<LogEntry>, Error> {
     let bad = |what: &str| Error::Protocol(format!("change log entry: {what}"));
     let Value::Array(entries) = reply else {
@@ -786,38 +817,61 @@ fn parse_log(reply: Value) -> Result<Vec<LogEntry>, Error> {
             Some(Value::Array(f)) => f,
             _ => return Err(bad("no fields")),
         };
-        let version = match e.pop() {
+        let (last, n) = match e.pop() {
             Some(Value::BulkString(id)) => std::str::from_utf8(&id)
                 .ok()
-                .and_then(|s| s.split('-').next())
-                .and_then(|s| s.parse::<u64>().ok()),
+                .and_then(|s| s.split_once('-'))
+                .and_then(|(v, n)| Some((v.parse::<u64>().ok()?, n.parse::<u64>().ok()?))),
             _ => None,
         }
-        .ok_or_else(|| bad("stream id is not <version>-<n>"))?;
-        let mut id = None;
-        let mut written_at_ns = None;
+        .filter(|&(last, n)| n >= 1 && n <= last)
+        .ok_or_else(|| bad("stream id is not <version>-<n> with 1 <= n <= version"))?;
+        let mut ids = None;
+        let mut ts = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
                 match k.as_slice() {
-                    b"id" => id = String::from_utf8(v).ok(),
-                    b"ts" => {
-                        let ts: [u8; 8] = v
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| bad("ts is not 8 bytes"))?;
-                        written_at_ns = Some(u64::from_be_bytes(ts));
-                    }
+                    b"id" => ids = String::from_utf8(v).ok(),
+                    b"ts" => ts = Some(v),
                     _ => {}
                 }
             }
         }
-        let id = id.ok_or_else(|| bad("no id field"))?;
-        out.push(LogEntry {
-            version,
-            id,
-            written_at_ns,
-        });
+        let ids = ids.ok_or_else(|| bad("no id field"))?;
+        let first = last - n + 1;
+        if n == 1 {
+            let written_at_ns = match ts {
+                Some(ts) => Some(u64::from_be_bytes(
+                    ts.as_slice()
+                        .try_into()
+                        .map_err(|_| bad("ts is not 8 bytes"))?,
+                )),
+                None => None,
+            };
+            out.push(LogEntry {
+                version: last,
+                id: ids,
+                written_at_ns,
+            });
+            continue;
+        }
+        let ts = ts.ok_or_else(|| bad("batch without a ts field"))?;
+        let count = usize::try_from(n).map_err(|_| bad("batch too large"))?;
+        if ts.len() / 8 != count || ts.len() % 8 != 0 {
+            return Err(bad("batch ts does not hold one timestamp per version"));
+        }
+        let before = out.len();
+        for ((k, id), ts) in ids.split(' ').enumerate().zip(ts.chunks_exact(8)) {
+            out.push(LogEntry {
+                version: first + k as u64,
+                id: id.to_owned(),
+                written_at_ns: Some(u64::from_be_bytes(ts.try_into().unwrap_or_default())),
+            });
+        }
+        if out.len() - before != count || ids.split(' ').count() != count {
+            return Err(bad("batch id does not hold one id per version"));
+        }
     }
     Ok(out)
 }
@@ -983,6 +1037,68 @@ mod tests {
         assert!(parse_log(Value::Array(vec![short_ts])).is_err());
         assert!(parse_log(Value::Array(vec![entry("x-1", "a")])).is_err());
         assert!(parse_log(Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn batch_log_entries_expand_to_one_entry_per_version() {
+        let entry = |id: &str, ids: &str, ts: Vec<u8>| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(vec![
+                    Value::BulkString(b"op".to_vec()),
+                    Value::BulkString(b"put".to_vec()),
+                    Value::BulkString(b"id".to_vec()),
+                    Value::BulkString(ids.as_bytes().to_vec()),
+                    Value::BulkString(b"ts".to_vec()),
+                    Value::BulkString(ts),
+                ]),
+            ])
+        };
+        let ts = |t: &[u64]| t.iter().flat_map(|t| t.to_be_bytes()).collect::<Vec<u8>>();
+        let parsed = parse_log(Value::Array(vec![
+            entry("4-1", "a", ts(&[40])),
+            entry("7-3", "b c b", ts(&[50, 60, 70])),
+            entry("8-1", "d", ts(&[80])),
+        ]))
+        .unwrap();
+        let got: Vec<(u64, &str, Option<u64>)> = parsed
+            .iter()
+            .map(|e| (e.version, e.id.as_str(), e.written_at_ns))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (4, "a", Some(40)),
+                (5, "b", Some(50)),
+                (6, "c", Some(60)),
+                (7, "b", Some(70)),
+                (8, "d", Some(80)),
+            ]
+        );
+        // Counts that disagree, a batch longer than its last version, a
+        // batch without timestamps, a zero count: each is refused.
+        for bad in [
+            entry("7-3", "b c", ts(&[50, 60, 70])),
+            entry("7-3", "b c d e", ts(&[50, 60, 70])),
+            entry("7-3", "b c d", ts(&[50, 60])),
+            entry("7-3", "b c d", vec![0; 25]),
+            entry("2-3", "b c d", ts(&[50, 60, 70])),
+            entry("7-0", "b", ts(&[50])),
+            entry("7-99999999999999", "b", ts(&[50])),
+        ] {
+            assert!(
+                parse_log(Value::Array(vec![bad.clone()])).is_err(),
+                "{bad:?}"
+            );
+        }
+        let no_ts = Value::Array(vec![
+            Value::BulkString(b"7-2".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"id".to_vec()),
+                Value::BulkString(b"b c".to_vec()),
+            ]),
+        ]);
+        assert!(parse_log(Value::Array(vec![no_ts])).is_err());
     }
 
     #[test]

@@ -1,127 +1,18 @@
-//! `heavyread_put_many` against a real redis-server: a batch is exactly that
+//! `heavyread_put_many` (library version 3) against a real redis-server,
+//! called directly: writers before `heavyread_put_batch` seed with it and
+//! the library keeps it, so its contract must hold. A batch is exactly that
 //! many single puts in a row (versions, hash, log entries with their `ts`,
-//! published records and their order) whatever versions its templates carry,
-//! batches are cut by posts and bytes, a rejected batch writes and publishes
-//! nothing, and a subscriber follows batches live without a gap, also when
-//! another writer's changes make the publisher's expected versions wrong.
+//! published records and their order) whatever versions its templates
+//! carry, also when it spans several of the function's HSET calls, and a
+//! rejected batch writes and publishes nothing. The publisher's batching,
+//! which now goes through `heavyread_put_batch`, is tested in put_batch.rs.
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
 use common::*;
-use heavyread_sync::publisher::{MAX_BATCH_BYTES, MAX_BATCH_POSTS};
 use heavyread_sync::record::{etag_of, put_template, Op, RecordRef};
 use heavyread_sync::testing::RedisServer;
 use heavyread_sync::Keys;
-use redis::Value;
-
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// One log entry: stream id and field/value pairs, as stored.
-type LogEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
-
-/// The posts hash: id → record.
-type Posts = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Everything a change writes, except the epoch (random per dataset).
-#[derive(Debug, PartialEq, Eq)]
-struct Written {
-    version: Option<u64>,
-    posts: Posts,
-    log: Vec<LogEntry>,
-}
-
-fn written(con: &mut redis::Connection, keys: &Keys) -> Written {
-    let (version, posts, log): (Option<u64>, Posts, Vec<LogEntry>) = redis::pipe()
-        .atomic()
-        .get(&keys.version)
-        .hgetall(&keys.posts)
-        .cmd("XRANGE")
-        .arg(&keys.log)
-        .arg("-")
-        .arg("+")
-        .query(con)
-        .expect("read what the functions wrote");
-    Written {
-        version,
-        posts,
-        log,
-    }
-}
-
-/// `FCALL name 4 <keys> channel maxlen <args...>`.
-fn fcall(keys: &Keys, name: &str, maxlen: u64, args: &[&[u8]]) -> redis::Cmd {
-    let mut cmd = redis::cmd("FCALL");
-    cmd.arg(name)
-        .arg(4)
-        .arg(keys.function_keys().to_vec())
-        .arg(&keys.channel)
-        .arg(maxlen);
-    for a in args {
-        cmd.arg(*a);
-    }
-    cmd
-}
-
-/// A connection subscribed to `channels`, confirmed before it is returned.
-fn subscribed(redis: &RedisServer, channels: &[&str]) -> redis::Connection {
-    let mut sub = redis.connection();
-    sub.send_packed_command(&redis::cmd("SUBSCRIBE").arg(channels).get_packed_command())
-        .unwrap();
-    for _ in channels {
-        let confirm = sub.recv_response().unwrap();
-        assert!(
-            format!("{confirm:?}").contains("subscribe"),
-            "not a confirmation: {confirm:?}"
-        );
-    }
-    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    sub
-}
-
-/// The next `n` messages: (channel, payload).
-fn messages(sub: &mut redis::Connection, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|_| match sub.recv_response().expect("a published record") {
-            Value::Array(parts) | Value::Push { data: parts, .. } => match parts.as_slice() {
-                [Value::BulkString(kind), Value::BulkString(channel), Value::BulkString(payload)]
-                    if kind == b"message" =>
-                {
-                    (
-                        String::from_utf8_lossy(channel).into_owned(),
-                        payload.clone(),
-                    )
-                }
-                other => panic!("not a message: {other:?}"),
-            },
-            other => panic!("not a message: {other:?}"),
-        })
-        .collect()
-}
-
-/// True when nothing more arrives within a short wait (the connection is
-/// not read again afterwards).
-fn silent(sub: &mut redis::Connection) -> bool {
-    sub.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    match sub.recv_response() {
-        Ok(v) => panic!("unexpected message {v:?}"),
-        Err(e) => e.is_timeout(),
-    }
-}
-
-/// FCALL calls Redis served since the last `CONFIG RESETSTAT`.
-fn fcalls(con: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_writes_exactly_what_that_many_single_puts_write() {
@@ -234,51 +125,64 @@ async fn a_batch_writes_exactly_what_that_many_single_puts_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn put_many_batches_by_posts_with_consecutive_versions_between_single_puts() {
-    let redis = RedisServer::start();
+async fn a_long_batch_between_single_puts_logs_and_publishes_every_post() {
+    let redis = RedisServer::start_with(false, &[]);
     let keys = Keys::new("hr").unwrap();
-    let p = publisher(&redis, "hr", 10_000).await;
+    publisher(&redis, "hr", 10_000).await;
     let mut con = redis.connection();
     let mut sub = subscribed(&redis, &[&keys.channel]);
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut con)
-        .unwrap();
+    let put = |con: &mut redis::Connection, id: &str, ts: u64| -> u64 {
+        let (t, _) = put_template(id, b"{}", ts).unwrap();
+        fcall(
+            &keys,
+            "heavyread_put",
+            10_000,
+            &[id.as_bytes(), t.as_slice()],
+        )
+        .query(con)
+        .unwrap()
+    };
 
-    assert_eq!(p.put("before", b"{}").await.unwrap().version, 1);
-    let n = 2 * MAX_BATCH_POSTS + 88;
-    let items: Vec<(String, Vec<u8>)> = (0..n)
+    assert_eq!(put(&mut con, "before", 1), 1);
+    // More posts than one HSET of the function takes (1024 fields, 512 posts).
+    let n = 1100;
+    let items: Vec<(String, Vec<u8>, u64)> = (0..n)
         .map(|i| {
             let id = format!("b{i}");
             let b = body(&id, i as u64);
-            (id, b)
+            (id, b, 7_000 + 3 * i as u64)
         })
         .collect();
-    let refs: Vec<(&str, &[u8])> = items
+    let templates: Vec<Vec<u8>> = items
         .iter()
-        .map(|(i, b)| (i.as_str(), b.as_slice()))
+        .map(|(id, b, ts)| put_template(id, b, *ts).unwrap().0)
         .collect();
-    let w = p.put_many(&refs).await.unwrap();
-    let after = p.put("after", b"{}").await.unwrap().version;
+    let args: Vec<&[u8]> = templates.iter().map(|t| t.as_slice()).collect();
+    let last: u64 = fcall(&keys, "heavyread_put_many", 10_000, &args)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(last, n as u64 + 1);
+    let after = put(&mut con, "after", 2);
     assert_eq!(after, n as u64 + 2);
-    assert_eq!(fcalls(&mut con), 2 + 3, "two single puts and three batches");
 
-    let versions: Vec<u64> = w.iter().map(|w| w.version).collect();
-    assert_eq!(versions, (2..=n as u64 + 1).collect::<Vec<_>>());
     let state = written(&mut con, &keys);
     assert_eq!(state.version, Some(n as u64 + 2));
     assert_eq!(state.log.len(), n + 2);
-    for ((id, b), w) in items.iter().zip(&w) {
-        assert_eq!(w.etag, etag_of(b));
+    for (k, (id, b, ts)) in items.iter().enumerate() {
+        let v = k as u64 + 2;
         let r = RecordRef::decode(&state.posts[id.as_bytes()]).unwrap();
         assert_eq!(
-            (r.op, r.version, r.id, r.body, r.etag),
-            (Op::Put, w.version, id.as_str(), b.as_slice(), w.etag)
+            (r.op, r.version, r.id, r.body, r.etag, r.written_at_ns),
+            (Op::Put, v, id.as_str(), b.as_slice(), etag_of(b), *ts)
         );
-        let (entry, fields) = &state.log[w.version as usize - 1];
-        assert_eq!(entry, &format!("{}-1", w.version));
-        assert_eq!(fields[1], (b"id".to_vec(), id.as_bytes().to_vec()));
-        assert_eq!(fields[2].1, r.written_at_ns.to_be_bytes());
+        let (entry, fields) = &state.log[v as usize - 1];
+        assert_eq!(entry, &format!("{v}-1"));
+        let want: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"op".to_vec(), b"put".to_vec()),
+            (b"id".to_vec(), id.as_bytes().to_vec()),
+            (b"ts".to_vec(), ts.to_be_bytes().to_vec()),
+        ];
+        assert_eq!(fields, &want, "log entry {entry}");
     }
     let got = messages(&mut sub, n + 2);
     let order: Vec<(u64, String)> = got
@@ -292,47 +196,16 @@ async fn put_many_batches_by_posts_with_consecutive_versions_between_single_puts
     want.extend(
         items
             .iter()
-            .zip(&w)
-            .map(|((id, _), w)| (w.version, id.clone())),
+            .enumerate()
+            .map(|(k, (id, _, _))| (k as u64 + 2, id.clone())),
     );
     want.push((after, "after".to_owned()));
     assert_eq!(order, want, "one message per post, in version order");
-    assert!(silent(&mut sub));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn put_many_cuts_batches_by_bytes_and_sends_an_oversized_post_alone() {
-    let redis = RedisServer::start_with(false, &[]);
-    let keys = Keys::new("hr").unwrap();
-    let p = publisher(&redis, "hr", 1000).await;
-    let mut con = redis.connection();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query(&mut con)
-        .unwrap();
-    // Two of these fit in a batch, three do not.
-    let big = MAX_BATCH_BYTES * 2 / 5;
-    let mut items: Vec<(String, Vec<u8>)> = (0..7)
-        .map(|i| (format!("big{i}"), vec![b'a' + i as u8; big]))
-        .collect();
-    items.push(("huge".into(), vec![b'z'; MAX_BATCH_BYTES + 1]));
-    items.push(("small".into(), b"{}".to_vec()));
-    let refs: Vec<(&str, &[u8])> = items
-        .iter()
-        .map(|(i, b)| (i.as_str(), b.as_slice()))
-        .collect();
-    let w = p.put_many(&refs).await.unwrap();
-    assert_eq!(
-        w.iter().map(|w| w.version).collect::<Vec<_>>(),
-        (1..=9).collect::<Vec<_>>()
-    );
-    // [big0 big1] [big2 big3] [big4 big5] [big6] [huge] [small]
-    assert_eq!(fcalls(&mut con), 6);
-    let state = written(&mut con, &keys);
-    for ((id, b), w) in items.iter().zip(&w) {
-        let r = RecordRef::decode(&state.posts[id.as_bytes()]).unwrap();
-        assert_eq!((r.version, r.body), (w.version, b.as_slice()));
+    for (_, m) in &got[1..=n] {
+        let r = RecordRef::decode(m).unwrap();
+        assert_eq!(m, &state.posts[r.id.as_bytes()], "published is stored");
     }
+    assert!(silent(&mut sub));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,52 +257,9 @@ async fn a_rejected_batch_writes_and_publishes_nothing() {
         .query(&mut con)
         .unwrap();
     let tampered = written(&mut con, &keys);
-    assert!(p.put_many(&[("a", b"4"), ("b", b"5")]).await.is_err());
+    let r: redis::RedisResult<u64> =
+        fcall(&keys, "heavyread_put_many", 1000, &[a, b.as_slice()]).query(&mut con);
+    assert!(r.is_err(), "a batch was logged below the log's last entry");
     assert_eq!(written(&mut con, &keys), tampered);
     assert!(silent(&mut sub), "a rejected batch published something");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_follows_batches_live_without_a_gap() {
-    let redis = RedisServer::start();
-    let keys = Keys::new("hr").unwrap();
-    let p = publisher(&redis, "hr", 100_000).await;
-    let sub = spawn(sync_config(&redis, "hr"));
-    wait_bootstrapped(&sub);
-
-    // Another writer's changes land between the batches, so the versions
-    // this publisher expects are often wrong and Redis must fix them.
-    let other = publisher(&redis, "hr", 100_000).await;
-    let mut changes = 0u64;
-    for round in 0..5u64 {
-        // Each round rewrites half of the previous round's ids, and repeats
-        // some ids inside the batch itself.
-        let items: Vec<(String, Vec<u8>)> = (0..700u64)
-            .map(|i| {
-                let id = format!("s{}", round * 350 + i % 650);
-                let b = body(&id, round * 1000 + i);
-                (id, b)
-            })
-            .collect();
-        let refs: Vec<(&str, &[u8])> = items
-            .iter()
-            .map(|(i, b)| (i.as_str(), b.as_slice()))
-            .collect();
-        p.put_many(&refs).await.unwrap();
-        changes += items.len() as u64;
-        other.put(&format!("single{round}"), b"{}").await.unwrap();
-        assert!(other
-            .delete(&format!("s{}", round * 350))
-            .await
-            .unwrap()
-            .is_some());
-        changes += 2;
-    }
-    wait_converged(&redis, &sub, &keys, LIMIT);
-    let c = &sub.status().counters;
-    assert_eq!(sub.status().snapshot().last_version, changes);
-    assert_eq!(c.gaps.load(Ordering::Relaxed), 0, "a batch left a gap");
-    assert_eq!(c.catch_ups.load(Ordering::Relaxed), 0);
-    assert_eq!(c.malformed_records.load(Ordering::Relaxed), 0);
-    assert_eq!(c.records_applied.load(Ordering::Relaxed), changes);
 }

@@ -149,6 +149,72 @@ async fn killed_subscription_converges_through_the_log_without_a_resync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_missed_while_away_are_caught_up_from_their_log_entries() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    let mut cfg = sync_config(&redis, "hr");
+    // Catch-up fetches fewer records per HMGET than a batch entry holds; it
+    // resumes at the last version of a batch entry, whose fingerprint it
+    // checks first. A long reconnect delay leaves time to write while it is
+    // away.
+    cfg.catch_up_batch = 100;
+    cfg.backoff_min = Duration::from_millis(1500);
+    cfg.backoff_max = Duration::from_millis(1500);
+    let sub = spawn(cfg);
+    wait_bootstrapped(&sub);
+    let batch = |from: u64, n: u64| -> Vec<(String, Vec<u8>)> {
+        (from..from + n)
+            .map(|i| {
+                let id = format!("b{}", i % 500);
+                let b = body(&id, i);
+                (id, b)
+            })
+            .collect()
+    };
+    let put_all = |items: Vec<(String, Vec<u8>)>| {
+        let p = p.clone();
+        async move {
+            let refs: Vec<(&str, &[u8])> = items
+                .iter()
+                .map(|(i, b)| (i.as_str(), b.as_slice()))
+                .collect();
+            p.put_many(&refs).await.unwrap();
+        }
+    };
+    // Live first: the reader's last version is the end of a batch entry.
+    put_all(batch(0, 300)).await;
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(counter(&sub, |c| &c.catch_ups), 0);
+
+    let mut con = redis.connection();
+    assert!(kill_pubsub(&mut con) >= 1);
+    wait_for("disconnect noticed", LIMIT, || {
+        !sub.status().snapshot().connected
+    });
+    put_all(batch(300, 700)).await;
+    p.put("single", b"{}").await.unwrap();
+    assert!(p.delete("b400").await.unwrap().is_some());
+    put_all(batch(1000, 300)).await;
+    let entries: u64 = redis::cmd("XLEN").arg(&keys.log).query(&mut con).unwrap();
+    assert!(
+        entries < 20,
+        "{entries} log entries: the batches were not logged per call"
+    );
+
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(sub.status().snapshot().last_version, 1302);
+    assert_eq!(counter(&sub, |c| &c.full_resyncs), 1, "only the bootstrap");
+    assert!(counter(&sub, |c| &c.catch_ups) >= 1);
+    assert_eq!(counter(&sub, |c| &c.malformed_records), 0);
+    let g = sub.store().guard();
+    assert!(
+        sub.store().get("b400", &g).is_none(),
+        "the delete missed while away was applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_trimmed_past_the_position_converges_through_a_full_resync() {
     let redis = RedisServer::start();
     let keys = Keys::new("hr").unwrap();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use heavyread_sync::record::{etag_hex, Op, RecordRef};
 use heavyread_sync::testing::RedisServer;
 use heavyread_sync::{Keys, Publisher, Store, Subscriber, SyncConfig};
+use redis::Value;
 
 /// `(version, quoted etag)` per id.
 pub type State = BTreeMap<String, (u64, String)>;
@@ -165,5 +166,100 @@ pub async fn put_retry(p: &Publisher, id: &str, body: &[u8]) -> heavyread_sync::
             }
             Err(e) => panic!("put kept failing: {e}"),
         }
+    }
+}
+
+// ---- what the write functions leave in Redis and on the channel
+
+/// One log entry: stream id and field/value pairs, as stored.
+pub type LogEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// The posts hash: id → record.
+pub type Posts = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Everything a change writes, except the epoch (random per dataset).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Written {
+    pub version: Option<u64>,
+    pub posts: Posts,
+    pub log: Vec<LogEntry>,
+}
+
+pub fn written(con: &mut redis::Connection, keys: &Keys) -> Written {
+    let (version, posts, log): (Option<u64>, Posts, Vec<LogEntry>) = redis::pipe()
+        .atomic()
+        .get(&keys.version)
+        .hgetall(&keys.posts)
+        .cmd("XRANGE")
+        .arg(&keys.log)
+        .arg("-")
+        .arg("+")
+        .query(con)
+        .expect("read what the functions wrote");
+    Written {
+        version,
+        posts,
+        log,
+    }
+}
+
+/// `FCALL name 4 <keys> channel maxlen <args...>`.
+pub fn fcall(keys: &Keys, name: &str, maxlen: u64, args: &[&[u8]]) -> redis::Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(name)
+        .arg(4)
+        .arg(keys.function_keys().to_vec())
+        .arg(&keys.channel)
+        .arg(maxlen);
+    for a in args {
+        cmd.arg(*a);
+    }
+    cmd
+}
+
+/// A connection subscribed to `channels`, confirmed before it is returned.
+pub fn subscribed(redis: &RedisServer, channels: &[&str]) -> redis::Connection {
+    let mut sub = redis.connection();
+    sub.send_packed_command(&redis::cmd("SUBSCRIBE").arg(channels).get_packed_command())
+        .unwrap();
+    for _ in channels {
+        let confirm = sub.recv_response().unwrap();
+        assert!(
+            format!("{confirm:?}").contains("subscribe"),
+            "not a confirmation: {confirm:?}"
+        );
+    }
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sub
+}
+
+/// The next `n` messages: (channel, payload).
+pub fn messages(sub: &mut redis::Connection, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|_| match sub.recv_response().expect("a published record") {
+            Value::Array(parts) | Value::Push { data: parts, .. } => match parts.as_slice() {
+                [Value::BulkString(kind), Value::BulkString(channel), Value::BulkString(payload)]
+                    if kind == b"message" =>
+                {
+                    (
+                        String::from_utf8_lossy(channel).into_owned(),
+                        payload.clone(),
+                    )
+                }
+                other => panic!("not a message: {other:?}"),
+            },
+            other => panic!("not a message: {other:?}"),
+        })
+        .collect()
+}
+
+/// True when nothing more arrives within a short wait (the connection is
+/// not read again afterwards).
+pub fn silent(sub: &mut redis::Connection) -> bool {
+    sub.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    match sub.recv_response() {
+        Ok(v) => panic!("unexpected message {v:?}"),
+        Err(e) => e.is_timeout(),
     }
 }
