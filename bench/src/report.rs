@@ -931,7 +931,7 @@ into one io_uring submission (glommio's stream API does one `send`/`recv` per ca
 prefetching across the requests of a pipelined batch.\n\n";
 
 const STALLS_DISCUSSION: &str = "## Discussion: `/bulk`, cold start, and this VM's 100 ms stalls\n\n\
-Hand measurements of 2026-11-27 (commits b72c97f, af637d1, 450b916), release builds, a local \
+Hand measurements of 2026-11-27 (commits b72c97f, af637d1, 450b916, db750f8), release builds, a local \
 redis-server with 100,000 or 1,000,000 posts of ~350 bytes.\n\n\
 - **`/bulk`.** `perf record` on redis-server during a `/bulk`: about 8 µs of Redis CPU per post (the \
 Lua calls XADD and PUBLISH per post, the HSET into a large hash, and Lua interning every ~400-byte \
@@ -945,8 +945,16 @@ the same single `/bulk` went from 73–80k to 99–103k posts/s (`heavyread-benc
 --connections 1`, three runs each). `make bench`'s Redis runs with AOF on, and in a profiled hand run its \
 AOF rewrite (a forked child compressing with lzf) ran during the `/bulk` and took a fifth of Redis's \
 samples; on a fresh Redis the `writes` tool gave 94–104k posts/s with AOF on and 96–130k with it off. \
-The `/bulk` row is now bound by redis-server (its share of the CPU per write is in section 8); what is \
-left to try is one PUBLISH per batch instead of one per post, and fewer Lua calls per post.\n\
+The `/bulk` row is bound by redis-server (its share of the CPU per write is in section 8). Taking the \
+function apart on a hand Redis (variants of the Lua loaded beside the writer, 100,000-post `/bulk`s \
+alternated, Redis CPU per 100k posts): as shipped 1.04–1.27 s, without the per-post PUBLISH \
+0.86–1.13 s, without the per-post XADD 0.57–0.64 s, without the HSET 1.05–1.09 s. Since commit \
+db750f8 a batch call (library version 4, `heavyread_put_batch`) writes one log entry `<last>-<n>` and \
+publishes one message holding its records back to back; readers expand both. Alternating the old \
+and new writer, five runs each: 68–82k (Redis 0.93–1.15 s) against 82–110k posts/s (Redis \
+0.71–0.91 s). What is left in Redis per post is mostly copying and hashing the record: Redis 7.0's \
+Lua hashes every byte of every string it interns, once for the argument and once for the batch \
+message (a third of Redis's samples in `perf`), then the HSET and its AOF line.\n\
 - **Cold start.** At 1M posts redis-server spends about 1.9 s of CPU in HSCAN (`dictScan` and its \
 callback, cache misses over a 1M-entry dict) and the reader about 2.4 s. With redis-rs a page's whole \
 reply is parsed before the next HSCAN goes out, so Redis and the reader took turns. The sync thread \
