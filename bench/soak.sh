@@ -16,15 +16,18 @@
 #   bench/soak.sh --rate 50000    read at 50,000/s instead of measuring
 #
 # Fails (exit 1) on any error (a socket error, a timeout or a status >= 400,
-# on reads or writes), on a read or write rate more than RATE_SLACK_PCT under
-# its target (for reads: the target, or the best rate the paced load reached
-# in its calibration rounds, with the writes running, when that is lower:
-# one paced wrk thread and the write load on two cores deliver less than an
-# unpaced wrk alone, so the soak then holds the load it can offer and fails
-# when the reader falls behind that), on a reader not converged to Redis at the end, or on growth
-# from the first to the last window beyond the tolerance:
-#   RSS:  last-window max <= first-window max * (1 + RSS_TOLERANCE_PCT/100) + RSS_TOLERANCE_KIB
-#   fds:  last-window max <= first-window max + FD_TOLERANCE
+# on reads or writes), on a write rate more than RATE_SLACK_PCT under its
+# target, on a reader not converged to Redis at the end, or when from the
+# first to the last window:
+#   reads/s: last-window rate < first-window rate * (1 - READ_DROP_PCT/100)
+#   RSS:  last-window max > first-window max * (1 + RSS_TOLERANCE_PCT/100) + RSS_TOLERANCE_KIB
+#   fds:  last-window max > first-window max + FD_TOLERANCE
+# and when reads over the whole soak ran under READ_FLOOR_PCT of the target
+# (proof the load was heavy). Reads are judged mostly against themselves
+# because this VM's CPUs are throttled under sustained load on both: over
+# the 68 s of the CI soak, reads have run at 81% to 119% of the target set
+# from a 5-s run a minute earlier, and 20-s windows of one soak differ by
+# up to about 15%.
 # The windows are one minute each, or a third of the run when it is shorter
 # than three minutes. Sampling starts after WARMUP seconds of load.
 #
@@ -37,7 +40,10 @@
 #   WARMUP [10; 5 with --seconds < 180]  unmeasured seconds of load first
 #   SAMPLE_EVERY [10]         seconds between RSS/descriptor samples
 #   RSS_TOLERANCE_PCT [10]  RSS_TOLERANCE_KIB [8192]  FD_TOLERANCE [8]
-#   RATE_SLACK_PCT [10]       allowed shortfall of the achieved rates
+#   RATE_SLACK_PCT [10]       allowed shortfall of the write rate
+#   READ_DROP_PCT [25]        allowed drop of the last window's read rate against
+#                             the first's (20-s windows vary by about 15% here)
+#   READ_FLOOR_PCT [60]       reads over the whole soak, in % of the target, at least
 #   SERVER_CPU [0] CLIENT_CPU [1]
 #   SKIP_BUILD=1              use the binaries already in target/release
 #   KEEP=1                    keep the work folder (logs, samples, wrk output)
@@ -64,7 +70,7 @@ ROOT=$PWD
 
 : "${N:=20000}" "${BODY_LEN:=350}" "${READ_SHARE:=0.8}" "${WRITE_RATE:=1000}" "${MEASURE_SECS:=5}"
 : "${SAMPLE_EVERY:=10}" "${RSS_TOLERANCE_PCT:=10}" "${RSS_TOLERANCE_KIB:=8192}" "${FD_TOLERANCE:=8}"
-: "${RATE_SLACK_PCT:=10}" "${SERVER_CPU:=0}" "${CLIENT_CPU:=1}"
+: "${RATE_SLACK_PCT:=10}" "${READ_DROP_PCT:=25}" "${READ_FLOOR_PCT:=60}" "${SERVER_CPU:=0}" "${CLIENT_CPU:=1}"
 if [ "$SECS" -lt 180 ]; then : "${WARMUP:=5}"; else : "${WARMUP:=10}"; fi
 WINDOW=$(( SECS < 180 ? SECS / 3 : 60 ))
 
@@ -242,7 +248,6 @@ R_LAT=0.15 W_LAT=0.5
 R_DELAY=$(calc "($R_CONNS * 1000 / $READ_TARGET - $R_LAT > 0) ? $R_CONNS * 1000 / $READ_TARGET - $R_LAT : 0")
 W_DELAY=$(calc "($W_CONNS * 1000 / $WRITE_RATE - $W_LAT > 0) ? $W_CONNS * 1000 / $WRITE_RATE - $W_LAT : 0")
 # Three short runs of both loads together correct the delays for the real latency.
-R_BEST=0
 for round in 1 2 3; do
     wrk_paced "$WORK/cal-read-$round.out" 3 "$CLIENT_CPU" "$WORK/read.lua" "$R_CONNS" "$R_DELAY" "$READER_ADDR" &
     RP=$!
@@ -251,7 +256,6 @@ for round in 1 2 3; do
     wait "$RP"
     R_GOT=$(rate_of "$WORK/cal-read-$round.out") || { cat "$WORK/cal-read-$round.out" >&2; exit 1; }
     W_GOT=$(rate_of "$WORK/cal-write-$round.out") || { cat "$WORK/cal-write-$round.out" >&2; exit 1; }
-    R_BEST=$(calc "($R_GOT > $R_BEST) ? $R_GOT : $R_BEST")
     printf 'pacing %d: reads %s/s (target %s, %s conns, delay %.3f ms), writes %s/s (target %s, delay %.3f ms)\n' \
         "$round" "$(calc "int($R_GOT)")" "$READ_TARGET" "$R_CONNS" "$R_DELAY" "$(calc "int($W_GOT)")" "$WRITE_RATE" "$W_DELAY"
     # cycle = conns / rate = delay + latency: solve for the latency, then the delay.
@@ -261,14 +265,6 @@ for round in 1 2 3; do
     W_DELAY=$(calc "($W_CONNS * 1000 / $WRITE_RATE - $W_LAT > 0) ? $W_CONNS * 1000 / $WRITE_RATE - $W_LAT : 0")
     if [ "$(calc "$R_DELAY == 0")" = 1 ]; then R_CONNS=$(calc "int($R_CONNS * 1.5)"); fi
 done
-
-# The rate the reads are held to: the target, or what the paced load could
-# offer at best when that is less (see the header).
-R_CHECK=$READ_TARGET
-if [ "$(calc "$R_BEST < $READ_TARGET")" = 1 ]; then
-    R_CHECK=$(calc "int($R_BEST)")
-    echo "the paced load reached at most $R_CHECK reads/s in calibration (target $READ_TARGET/s): reads are held to that"
-fi
 
 # ---------------------------------------------------------------- soak
 # Load runs 3 s past the last sample, so that sample is taken under load.
@@ -282,19 +278,24 @@ WRITE_WRK=$!
 PIDS+=("$WRITE_WRK")
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Requests the reader answered so far (every route and status).
+served() {
+    curl -sf "http://$READER_ADDR/metrics" |
+        awk '$1 ~ /^heavyread_reader_requests_total([{]|$)/ { s += $2; n++ } END { if (n) printf "%d", s }'
+}
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 sleep "$WARMUP"
 SAMPLES=$WORK/samples.tsv
-printf 't\treader_rss_kib\treader_fds\twriter_rss_kib\twriter_fds\n' >"$SAMPLES"
+printf 't\treader_rss_kib\treader_fds\twriter_rss_kib\twriter_fds\treader_requests\tclock\n' >"$SAMPLES"
 t0=$(date +%s)
 t=0
 while :; do
     for p in "$READER_PID" "$WRITER_PID"; do
         kill -0 "$p" 2>/dev/null || { echo "soak: process $p died" >&2; exit 1; }
     done
-    printf '%d\t%s\t%s\t%s\t%s\n' "$t" "$(rss_kib "$READER_PID")" "$(fds "$READER_PID")" \
-        "$(rss_kib "$WRITER_PID")" "$(fds "$WRITER_PID")" >>"$SAMPLES"
+    printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(rss_kib "$READER_PID")" "$(fds "$READER_PID")" \
+        "$(rss_kib "$WRITER_PID")" "$(fds "$WRITER_PID")" "$(served)" "$(date +%s.%N)" >>"$SAMPLES"
     [ "$t" -ge "$SECS" ] && break
     next=$((t + SAMPLE_EVERY))
     [ "$next" -gt "$SECS" ] && next=$SECS
@@ -313,11 +314,11 @@ read -r W_REQ W_SECS W_ERR < <(summary "$WORK/soak-write.out") || { cat "$WORK/s
 R_RATE=$(calc "int($R_REQ / $R_SECS)")
 W_RATE=$(calc "int($W_REQ / $W_SECS)")
 echo
-echo "reads:  $R_REQ in ${R_SECS}s = $R_RATE/s (target $READ_TARGET/s, held to $R_CHECK/s), errors $R_ERR"
+echo "reads:  $R_REQ in ${R_SECS}s = $R_RATE/s (target $READ_TARGET/s, at least ${READ_FLOOR_PCT}%), errors $R_ERR"
 echo "writes: $W_REQ in ${W_SECS}s = $W_RATE/s (target $WRITE_RATE/s), errors $W_ERR"
 [ "$R_ERR" = 0 ] || fail "$R_ERR read errors: $(grep -E 'Socket errors|Non-2xx' "$WORK/soak-read.out" | tr '\n' ' ')"
 [ "$W_ERR" = 0 ] || fail "$W_ERR write errors: $(grep -E 'Socket errors|Non-2xx' "$WORK/soak-write.out" | tr '\n' ' ')"
-[ "$(calc "$R_RATE >= $R_CHECK * (1 - $RATE_SLACK_PCT / 100)")" = 1 ] || fail "reads ran at $R_RATE/s, under $R_CHECK/s - ${RATE_SLACK_PCT}%"
+[ "$(calc "$R_RATE >= $READ_TARGET * $READ_FLOOR_PCT / 100")" = 1 ] || fail "reads ran at $R_RATE/s, under ${READ_FLOOR_PCT}% of $READ_TARGET/s"
 [ "$(calc "$W_RATE >= $WRITE_RATE * (1 - $RATE_SLACK_PCT / 100)")" = 1 ] || fail "writes ran at $W_RATE/s, under $WRITE_RATE/s - ${RATE_SLACK_PCT}%"
 
 # The reader converged to Redis (every write applied) and is ready.
@@ -336,6 +337,18 @@ curl -sf -o /dev/null "http://$WRITER_ADDR/ready" || fail "the writer is not rea
 window() { # window COLUMN FROM TO: max of COLUMN over samples with FROM <= t <= TO
     awk -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && $1 <= b && $c > m { m = $c } END { print m + 0 }' "$SAMPLES"
 }
+# Reads per second in the first and the last window, from the reader's own count.
+rate_window() { # rate_window FROM TO: requests/s between the first and the last sample in FROM <= t <= TO
+    awk -F '\t' -v a="$1" -v b="$2" '
+        NR > 1 && $1 >= a && $1 <= b && $6 != "" { if (!n++) { r0 = $6; c0 = $7 } r1 = $6; c1 = $7 }
+        END { if (n < 2 || c1 <= c0) exit 1; printf "%d", (r1 - r0) / (c1 - c0) }' "$SAMPLES"
+}
+RATE1=$(rate_window 0 "$WINDOW") || { echo "soak: too few request counts in the first window" >&2; exit 1; }
+RATE2=$(rate_window $((SECS - WINDOW)) "$SECS") || { echo "soak: too few request counts in the last window" >&2; exit 1; }
+echo "read rate: first ${WINDOW}s $RATE1/s, last ${WINDOW}s $RATE2/s"
+[ "$(calc "$RATE2 >= $RATE1 * (1 - $READ_DROP_PCT / 100)")" = 1 ] \
+    || fail "reads slowed from $RATE1/s in the first window to $RATE2/s in the last (more than ${READ_DROP_PCT}%)"
+
 echo
 printf '%-7s %-28s %-28s %s\n' "" "first ${WINDOW}s (max)" "last ${WINDOW}s (max)" "growth"
 for who in reader:2:3 writer:4:5; do
@@ -351,7 +364,7 @@ for who in reader:2:3 writer:4:5; do
     [ "$f2" -le $((f1 + FD_TOLERANCE)) ] || fail "$name descriptors grew from $f1 to $f2 (tolerance $FD_TOLERANCE)"
 done
 echo
-echo "samples (t s, reader RSS KiB, reader fds, writer RSS KiB, writer fds):"
+echo "samples (t s, reader RSS KiB, reader fds, writer RSS KiB, writer fds, reader requests, clock):"
 column -t "$SAMPLES" 2>/dev/null || cat "$SAMPLES"
 echo
 if [ "$FAIL" = 0 ]; then

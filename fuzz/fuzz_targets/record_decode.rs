@@ -1,14 +1,31 @@
 //! The record decoder over arbitrary bytes: never a panic; whatever it
 //! accepts has a valid id, encodes back to exactly the same bytes, and a put
-//! is stored with its body and etag intact.
+//! is stored with its body and etag intact. Read as a message (records back
+//! to back), the records accepted re-encode to a prefix of the bytes, and
+//! the iteration ends at the first error or at the end.
 
 #![no_main]
 
-use heavyread_sync::record::{etag_hex, valid_id, Op, RecordRef};
+use heavyread_sync::record::{etag_hex, records, valid_id, Op, RecordRef};
 use heavyread_sync::Store;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let mut encoded = Vec::new();
+    let mut errors = 0;
+    for rec in records(data) {
+        match rec {
+            Ok(r) => {
+                assert_eq!(errors, 0, "a record after an error");
+                encoded.extend_from_slice(&r.encode());
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors <= 1, "more than one error from one message");
+    assert!(data.starts_with(&encoded), "records not read back to back");
+    assert_eq!(errors == 0, encoded.len() == data.len() && !data.is_empty());
+
     let Ok(rec) = RecordRef::decode(data) else {
         return;
     };

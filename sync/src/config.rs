@@ -29,6 +29,10 @@ pub struct SyncConfig {
     /// Messages buffered between the subscription and the applier; when full,
     /// Redis buffers, and past its limit drops the subscriber (a gap, repaired).
     pub channel_capacity: usize,
+    /// Bytes of messages buffered there at most (a `/bulk` batch's message
+    /// holds a few hundred records); past it the subscription is not read
+    /// until the applier catches up, as when the channel is full.
+    pub channel_bytes: usize,
     /// Read-through fills, used when the store is bounded.
     pub fill: crate::fill::FillConfig,
 }
@@ -47,6 +51,7 @@ impl SyncConfig {
             scan_batch: 2_000,
             catch_up_batch: 1_000,
             channel_capacity: 1 << 18,
+            channel_bytes: 128 << 20,
             fill: crate::fill::FillConfig::default(),
         }
     }
@@ -90,6 +95,9 @@ impl SyncConfig {
             if n == 0 || n > 1 << 24 {
                 return bad(name, format!("{n} is outside 1..=16777216"));
             }
+        }
+        if self.channel_bytes == 0 {
+            return bad("channel bytes", "0 is not a size".into());
         }
         Ok(keys)
     }

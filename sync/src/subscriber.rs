@@ -15,7 +15,7 @@
 //! after; per id a higher version always wins and a lower one never does, so
 //! the overlap is harmless.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -246,9 +246,11 @@ impl SyncThread {
     /// One connection's life. `Ok` only when asked to stop.
     fn session(&mut self) -> Result<(), Error> {
         let (tx, rx) = crossbeam_channel::bounded(self.cfg.channel_capacity);
+        let gate = Arc::new(ByteGate::new(self.cfg.channel_bytes));
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel = CancelOnDrop(Arc::clone(&cancel));
         {
+            let gate = Arc::clone(&gate);
             let client = self.client.clone();
             let channel = self.keys.channel.clone();
             let cfg = self.cfg.clone();
@@ -256,7 +258,9 @@ impl SyncThread {
             let status = Arc::clone(&self.status);
             std::thread::Builder::new()
                 .name("heavyread-pubsub".into())
-                .spawn(move || pubsub_thread(client, channel, tx, cancel, stop, status, cfg))?;
+                .spawn(move || {
+                    pubsub_thread(client, channel, tx, gate, cancel, stop, status, cfg)
+                })?;
         }
         self.wait_subscribed(&rx)?;
         let mut con = self
@@ -288,6 +292,7 @@ impl SyncThread {
             };
             match event {
                 Ok(Event::Message(bytes)) => {
+                    gate.release(bytes.len());
                     self.status.touch();
                     self.on_message(&bytes, &mut con)?;
                 }
@@ -893,6 +898,47 @@ fn jitter(d: Duration) -> Duration {
     half + half.mul_f64(rand::random::<f64>())
 }
 
+/// Bounds the bytes of the messages between the subscription and the
+/// applier: the channel bounds their number, but a batch's message is a few
+/// hundred records. One message is always let through when nothing is
+/// buffered, however large.
+#[derive(Debug)]
+struct ByteGate {
+    buffered: AtomicUsize,
+    limit: usize,
+}
+
+impl ByteGate {
+    fn new(limit: usize) -> Self {
+        ByteGate {
+            buffered: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Waits until `len` more bytes fit (or nothing is buffered), then
+    /// counts them; `false` when `done` said to give up first. Only the
+    /// subscription thread admits, so the check and the add do not race.
+    fn admit(&self, len: usize, done: impl Fn() -> bool) -> bool {
+        loop {
+            let now = self.buffered.load(Ordering::Acquire);
+            if now == 0 || now.saturating_add(len) <= self.limit {
+                self.buffered.fetch_add(len, Ordering::AcqRel);
+                return true;
+            }
+            if done() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The applier took a message of `len` bytes.
+    fn release(&self, len: usize) {
+        self.buffered.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// SUBSCRIBE by hand: the client library's `PubSub::subscribe` returns Ok on
 /// an error reply (NOAUTH, NOPERM), which would leave a reader that looks
 /// connected while no change ever reaches it. Only the confirmation
@@ -916,10 +962,12 @@ fn subscribe(con: &mut redis::Connection, channel: &str) -> Result<(), Error> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pubsub_thread(
     client: redis::Client,
     channel: String,
     tx: Sender<Event>,
+    gate: Arc<ByteGate>,
     cancel: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     status: Arc<SyncStatus>,
@@ -945,10 +993,11 @@ fn pubsub_thread(
                     if msg.get_channel_name() != channel {
                         continue;
                     }
-                    if tx
-                        .send(Event::Message(msg.get_payload_bytes().to_vec()))
-                        .is_err()
-                    {
+                    let payload = msg.get_payload_bytes();
+                    if !gate.admit(payload.len(), done) {
+                        return Ok(());
+                    }
+                    if tx.send(Event::Message(payload.to_vec())).is_err() {
                         return Ok(());
                     }
                 }
@@ -980,6 +1029,36 @@ fn pubsub_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_gate_holds_messages_past_its_limit_until_released() {
+        let gate = Arc::new(ByteGate::new(1000));
+        let never = || false;
+        assert!(gate.admit(400, never));
+        assert!(gate.admit(600, never));
+        // Full: the next one waits until the applier takes something.
+        let admitted = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (gate, admitted) = (Arc::clone(&gate), Arc::clone(&admitted));
+            std::thread::spawn(move || {
+                assert!(gate.admit(300, || false));
+                admitted.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!admitted.load(Ordering::SeqCst), "admitted past the limit");
+        gate.release(400);
+        waiter.join().unwrap();
+        assert!(admitted.load(Ordering::SeqCst));
+        assert_eq!(gate.buffered.load(Ordering::SeqCst), 900);
+        // Giving up while waiting admits nothing.
+        assert!(!gate.admit(200, || true));
+        assert_eq!(gate.buffered.load(Ordering::SeqCst), 900);
+        // A message larger than the limit passes once nothing is buffered.
+        gate.release(900);
+        assert!(gate.admit(5000, never));
+        assert!(!gate.admit(1, || true));
+    }
 
     #[test]
     fn jitter_stays_between_half_and_whole() {

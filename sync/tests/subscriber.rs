@@ -215,6 +215,39 @@ async fn batches_missed_while_away_are_caught_up_from_their_log_entries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byte_bound_of_one_message_still_follows_every_change() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    let mut cfg = sync_config(&redis, "hr");
+    // Every message waits until the one before it was taken by the applier.
+    cfg.channel_bytes = 1;
+    let sub = spawn(cfg);
+    wait_bootstrapped(&sub);
+    let items: Vec<(String, Vec<u8>)> = (0..600u64)
+        .map(|i| {
+            let id = format!("g{}", i % 250);
+            let b = body(&id, i);
+            (id, b)
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|(i, b)| (i.as_str(), b.as_slice()))
+        .collect();
+    for _ in 0..3 {
+        p.put_many(&refs).await.unwrap();
+        for i in 0..20u64 {
+            p.put(&format!("one{i}"), &body("one", i)).await.unwrap();
+        }
+    }
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(sub.status().snapshot().last_version, 3 * 620);
+    assert_eq!(counter(&sub, |c| &c.gaps), 0);
+    assert_eq!(counter(&sub, |c| &c.catch_ups), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_trimmed_past_the_position_converges_through_a_full_resync() {
     let redis = RedisServer::start();
     let keys = Keys::new("hr").unwrap();
