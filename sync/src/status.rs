@@ -52,6 +52,9 @@ pub struct Counters {
     pub reconnects: AtomicU64,
     /// Liveness pings answered late or not at all.
     pub ping_timeouts: AtomicU64,
+    /// Messages the subscription thread applied itself (in order, with the
+    /// sync thread idle) instead of handing them over.
+    pub direct_messages: AtomicU64,
 }
 
 /// Shared state of one sync thread.
@@ -301,6 +304,12 @@ impl SyncStatus {
             "ping_timeouts",
             "Liveness pings on the subscription not answered in time.",
             &c.ping_timeouts,
+        );
+        counter(
+            out,
+            "direct_messages",
+            "Messages the subscription thread applied itself instead of handing them to the sync thread.",
+            &c.direct_messages,
         );
 
         let p = self.propagation.lock().unwrap_or_else(|e| e.into_inner());

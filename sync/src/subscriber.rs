@@ -7,16 +7,24 @@
 //! any error, dropped subscription or unanswered PING ─► backoff (capped, jittered) ─► connect
 //! ```
 //!
-//! Two threads per process: a pub/sub thread that only reads the subscription
-//! (and PINGs it when idle) and forwards payloads through a bounded crossbeam
-//! channel, and the sync thread that owns the [`StoreWriter`] and a command
-//! connection. Subscribing comes first, so whatever is published while the
-//! sync thread bootstraps or catches up waits in the channel and is applied
-//! after; per id a higher version always wins and a lower one never does, so
-//! the overlap is harmless.
+//! Two threads per process: a pub/sub thread that reads the subscription
+//! (and PINGs it when idle), and the sync thread that owns a command
+//! connection and the sync state (the [`StoreWriter`], the last version
+//! applied), behind a mutex. Subscribing comes first, so whatever is
+//! published while the sync thread bootstraps or catches up waits in a
+//! bounded crossbeam channel and is applied after; per id a higher version
+//! always wins and a lower one never does, so the overlap is harmless.
+//!
+//! In live mode the pub/sub thread applies a message itself when it is
+//! exactly the next version, the channel is empty and the sync thread is not
+//! holding the state (`try_lock`): one thread hand-off less per change.
+//! Anything else (a gap, a stale or malformed record, the first write's
+//! epoch, a busy sync thread) goes through the channel as before, and the
+//! pub/sub thread never waits for the lock, so the subscription keeps being
+//! read while the sync thread bootstraps.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,7 +72,7 @@ impl Subscriber {
         let status = Arc::new(SyncStatus::new());
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::clone(writer.store());
-        let mut sync = SyncThread {
+        let sync = SyncThread {
             cfg: config,
             keys,
             client,
@@ -77,10 +85,13 @@ impl Subscriber {
             fills,
             synced: false,
             reached_live: false,
+            live: false,
+            generation: 0,
         };
+        let sync = Arc::new(Mutex::new(sync));
         let thread = std::thread::Builder::new()
             .name("heavyread-sync".into())
-            .spawn(move || sync.run())?;
+            .spawn(move || SyncThread::run(&sync))?;
         Ok(Subscriber {
             status,
             store,
@@ -154,6 +165,25 @@ struct SyncThread {
     synced: bool,
     /// The current session got to live mode (resets the backoff).
     reached_live: bool,
+    /// The current session is in live mode: its subscription thread may
+    /// apply a message itself when it is exactly the next version and the
+    /// sync thread is not busy (see [`SyncThread::apply_direct`]).
+    live: bool,
+    /// Number of the current session, so a finished session's subscription
+    /// thread cannot apply anything.
+    generation: u64,
+}
+
+/// Locks the sync state. After a panic while it was held, the store may
+/// hold a half-done change: start over from a full resync.
+fn lock(sync: &Mutex<SyncThread>) -> MutexGuard<'_, SyncThread> {
+    sync.lock().unwrap_or_else(|poisoned| {
+        sync.clear_poison();
+        let mut g = poisoned.into_inner();
+        g.synced = false;
+        g.live = false;
+        g
+    })
 }
 
 /// Raises a flag when dropped, so a session's pub/sub thread ends with it.
@@ -170,51 +200,67 @@ impl SyncThread {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn run(&mut self) {
-        info!(url = %redacted(&self.cfg.redis_url), prefix = %self.cfg.prefix, "sync thread started");
-        let mut backoff = self.cfg.backoff_min;
+    fn run(this: &Arc<Mutex<Self>>) {
+        let (stop, status, min, max) = {
+            let g = lock(this);
+            info!(url = %redacted(&g.cfg.redis_url), prefix = %g.cfg.prefix, "sync thread started");
+            (
+                Arc::clone(&g.stop),
+                Arc::clone(&g.status),
+                g.cfg.backoff_min,
+                g.cfg.backoff_max,
+            )
+        };
+        let mut backoff = min;
         let mut attempt = 0u64;
-        while !self.stopped() {
+        while !stop.load(Ordering::Relaxed) {
             if attempt > 0 {
-                SyncStatus::add(&self.status.counters.reconnects);
+                SyncStatus::add(&status.counters.reconnects);
             }
             attempt += 1;
-            self.reached_live = false;
+            lock(this).reached_live = false;
             // A panic inside a client library must not end the sync thread
             // for good: count it as a failed session and start over from a
             // full resync, since the store may hold a half-done pass.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session()))
-                .unwrap_or_else(|panic| {
-                    self.synced = false;
-                    Err(Error::Protocol(format!(
-                        "sync session panicked: {}",
-                        panic_message(&*panic)
-                    )))
-                });
-            self.status.set_connected(false);
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::session(this)))
+                    .unwrap_or_else(|panic| {
+                        lock(this).synced = false;
+                        Err(Error::Protocol(format!(
+                            "sync session panicked: {}",
+                            panic_message(&*panic)
+                        )))
+                    });
+            let reached_live = {
+                let mut g = lock(this);
+                g.live = false;
+                g.reached_live
+            };
+            status.set_connected(false);
             match result {
                 Ok(()) => break,
                 Err(e) => warn!(error = %e, attempt, "redis sync session ended; reconnecting"),
             }
-            if self.reached_live {
-                backoff = self.cfg.backoff_min;
+            if reached_live {
+                backoff = min;
             }
-            self.sleep(jitter(backoff));
-            backoff = (backoff * 2).min(self.cfg.backoff_max);
+            Self::sleep(this, jitter(backoff));
+            backoff = (backoff * 2).min(max);
         }
         info!("sync thread stopped");
     }
 
     /// Sleeps up to `d`, waking early on stop.
-    fn sleep(&mut self, d: Duration) {
+    fn sleep(this: &Mutex<Self>, d: Duration) {
         let end = Instant::now() + d;
-        while !self.stopped() {
+        let stop = Arc::clone(&lock(this).stop);
+        while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             if now >= end {
                 return;
             }
             std::thread::sleep((end - now).min(Duration::from_millis(50)));
-            self.drain_fills();
+            lock(this).drain_fills();
         }
     }
 
@@ -243,37 +289,49 @@ impl SyncThread {
         }
     }
 
-    /// One connection's life. `Ok` only when asked to stop.
-    fn session(&mut self) -> Result<(), Error> {
-        let (tx, rx) = crossbeam_channel::bounded(self.cfg.channel_capacity);
-        let gate = Arc::new(ByteGate::new(self.cfg.channel_bytes));
+    /// One connection's life. `Ok` only when asked to stop. The sync state
+    /// is locked while the session syncs up and while it handles each event,
+    /// not while it waits for the next one.
+    fn session(this: &Arc<Mutex<Self>>) -> Result<(), Error> {
+        let mut g = lock(this);
+        let (tx, rx) = crossbeam_channel::bounded(g.cfg.channel_capacity);
+        let gate = Arc::new(ByteGate::new(g.cfg.channel_bytes));
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel = CancelOnDrop(Arc::clone(&cancel));
+        g.live = false;
+        g.generation += 1;
         {
             let gate = Arc::clone(&gate);
-            let client = self.client.clone();
-            let channel = self.keys.channel.clone();
-            let cfg = self.cfg.clone();
-            let stop = Arc::clone(&self.stop);
-            let status = Arc::clone(&self.status);
+            let direct = Direct {
+                sync: Arc::clone(this),
+                generation: g.generation,
+            };
+            let client = g.client.clone();
+            let channel = g.keys.channel.clone();
+            let cfg = g.cfg.clone();
+            let stop = Arc::clone(&g.stop);
+            let status = Arc::clone(&g.status);
             std::thread::Builder::new()
                 .name("heavyread-pubsub".into())
                 .spawn(move || {
-                    pubsub_thread(client, channel, tx, gate, cancel, stop, status, cfg)
+                    pubsub_thread(client, channel, tx, gate, direct, cancel, stop, status, cfg)
                 })?;
         }
-        self.wait_subscribed(&rx)?;
-        let mut con = self
+        g.wait_subscribed(&rx)?;
+        let mut con = g
             .client
-            .get_connection_with_timeout(self.cfg.command_timeout)?;
-        con.set_read_timeout(Some(self.cfg.command_timeout))?;
-        con.set_write_timeout(Some(self.cfg.command_timeout))?;
-        self.status.set_connected(true);
-        self.sync_up(&mut con)?;
-        self.reached_live = true;
-        let fill_rx = self.fills.as_ref().map(|l| l.receiver().clone());
+            .get_connection_with_timeout(g.cfg.command_timeout)?;
+        con.set_read_timeout(Some(g.cfg.command_timeout))?;
+        con.set_write_timeout(Some(g.cfg.command_timeout))?;
+        g.status.set_connected(true);
+        g.sync_up(&mut con)?;
+        g.reached_live = true;
+        g.live = true;
+        let fill_rx = g.fills.as_ref().map(|l| l.receiver().clone());
+        let stop = Arc::clone(&g.stop);
+        drop(g);
         loop {
-            if self.stopped() {
+            if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let event = match &fill_rx {
@@ -281,22 +339,26 @@ impl SyncThread {
                 Some(fill_rx) => crossbeam_channel::select! {
                     recv(rx) -> m => m.map_err(|_| RecvTimeoutError::Disconnected),
                     recv(fill_rx) -> slot => {
-                        if let (Ok(slot), Some(link)) = (slot, self.fills.take()) {
-                            self.admit_fill(&link, &slot);
-                            self.fills = Some(link);
+                        if let Ok(slot) = slot {
+                            let mut g = lock(this);
+                            if let Some(link) = g.fills.take() {
+                                g.admit_fill(&link, &slot);
+                                g.fills = Some(link);
+                            }
                         }
                         continue;
                     }
                     default(Duration::from_millis(100)) => Err(RecvTimeoutError::Timeout),
                 },
             };
+            let mut g = lock(this);
             match event {
                 Ok(Event::Message(bytes)) => {
                     gate.release(bytes.len());
-                    self.status.touch();
-                    self.on_message(&bytes, &mut con)?;
+                    g.status.touch();
+                    g.on_message(&bytes, &mut con)?;
                 }
-                Ok(Event::Alive) => self.status.touch(),
+                Ok(Event::Alive) => g.status.touch(),
                 Ok(Event::Subscribed) => {}
                 Ok(Event::Lost(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -670,18 +732,7 @@ impl SyncThread {
             return Ok(());
         }
         if rec.version == self.last + 1 {
-            self.note_change(rec.id, rec.version);
-            let applied = match rec.op {
-                Op::Put => self.writer.put(rec),
-                Op::Delete => self.writer.delete(rec.id, rec.version),
-            };
-            self.count(applied);
-            self.last = rec.version;
-            self.last_fp = Some(Fingerprint::new(rec.written_at_ns, rec.id));
-            self.status.set_last_version(rec.version);
-            if !matches!(applied, Applied::Stale | Applied::Skipped) {
-                self.status.record_applied(rec.written_at_ns, now_ns());
-            }
+            self.apply_next(rec);
             return Ok(());
         }
         SyncStatus::add(&self.status.counters.gaps);
@@ -691,6 +742,48 @@ impl SyncThread {
             "gap in the change stream; catching up"
         );
         self.catch_up(con)
+    }
+
+    /// Applies `rec`, the version right after `last`.
+    fn apply_next(&mut self, rec: &RecordRef<'_>) {
+        self.note_change(rec.id, rec.version);
+        let applied = match rec.op {
+            Op::Put => self.writer.put(rec),
+            Op::Delete => self.writer.delete(rec.id, rec.version),
+        };
+        self.count(applied);
+        self.last = rec.version;
+        self.last_fp = Some(Fingerprint::new(rec.written_at_ns, rec.id));
+        self.status.set_last_version(rec.version);
+        if !matches!(applied, Applied::Stale | Applied::Skipped) {
+            self.status.record_applied(rec.written_at_ns, now_ns());
+        }
+    }
+
+    /// The subscription thread's own way in, for the common case: a message
+    /// of session `generation` whose records all decode and continue `last`
+    /// one version at a time, while the session is live and knows its epoch,
+    /// is applied here, without waking the sync thread. Anything else
+    /// returns `false` and goes through the channel, where the sync thread
+    /// handles it as before (stale records, gaps, the first epoch, garbage).
+    fn apply_direct(&mut self, generation: u64, message: &[u8]) -> bool {
+        if !self.live || self.generation != generation || self.epoch.is_none() {
+            return false;
+        }
+        let mut next = self.last + 1;
+        for rec in records(message) {
+            match rec {
+                Ok(r) if r.version == next => next += 1,
+                _ => return false,
+            }
+        }
+        self.status.touch();
+        for rec in records(message).flatten() {
+            self.status.saw_version(rec.version);
+            self.apply_next(&rec);
+        }
+        SyncStatus::add(&self.status.counters.direct_messages);
+        true
     }
 
     fn count(&self, applied: Applied) {
@@ -962,12 +1055,29 @@ fn subscribe(con: &mut redis::Connection, channel: &str) -> Result<(), Error> {
     }
 }
 
+/// The sync state a session's subscription thread may apply messages to.
+struct Direct {
+    sync: Arc<Mutex<SyncThread>>,
+    generation: u64,
+}
+
+impl Direct {
+    /// True when `message` was applied here; never waits for the lock.
+    fn apply(&self, message: &[u8]) -> bool {
+        match self.sync.try_lock() {
+            Ok(mut g) => g.apply_direct(self.generation, message),
+            Err(_) => false,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn pubsub_thread(
     client: redis::Client,
     channel: String,
     tx: Sender<Event>,
     gate: Arc<ByteGate>,
+    direct: Direct,
     cancel: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     status: Arc<SyncStatus>,
@@ -994,6 +1104,10 @@ fn pubsub_thread(
                         continue;
                     }
                     let payload = msg.get_payload_bytes();
+                    // Nothing may overtake a message still in the channel.
+                    if tx.is_empty() && direct.apply(payload) {
+                        continue;
+                    }
                     if !gate.admit(payload.len(), done) {
                         return Ok(());
                     }

@@ -248,6 +248,42 @@ async fn a_byte_bound_of_one_message_still_follows_every_change() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_order_messages_are_applied_by_the_subscription_thread_itself() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    p.put("first", b"{}").await.unwrap();
+    let sub = spawn(sync_config(&redis, "hr"));
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    // One change at a time, the sync thread idle in between: the
+    // subscription thread applies them without handing them over.
+    for i in 0..50u64 {
+        p.put(&format!("d{}", i % 7), &body("d", i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    let direct = counter(&sub, |c| &c.direct_messages);
+    assert!(
+        direct >= 25,
+        "only {direct} of 50 messages applied directly"
+    );
+    assert_eq!(counter(&sub, |c| &c.records_applied), 51);
+    assert_eq!(counter(&sub, |c| &c.gaps), 0);
+    // Garbage is never applied directly; it is counted by the sync thread.
+    let mut con = redis.connection();
+    let _: u64 = redis::cmd("PUBLISH")
+        .arg(&keys.channel)
+        .arg(&b"garbage"[..])
+        .query(&mut con)
+        .unwrap();
+    wait_for("garbage counted", LIMIT, || {
+        counter(&sub, |c| &c.malformed_records) == 1
+    });
+    assert_eq!(counter(&sub, |c| &c.direct_messages), direct);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_trimmed_past_the_position_converges_through_a_full_resync() {
     let redis = RedisServer::start();
     let keys = Keys::new("hr").unwrap();
