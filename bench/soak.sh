@@ -25,9 +25,9 @@
 # and when reads over the whole soak ran under READ_FLOOR_PCT of the target
 # (proof the load was heavy). Reads are judged mostly against themselves
 # because this VM's CPUs are throttled under sustained load on both: over
-# the 68 s of the CI soak, reads have run at 81% to 119% of the target set
-# from a 5-s run a minute earlier, and 20-s windows of one soak differ by
-# up to about 15%.
+# the 68 s of a `--seconds 60` soak, reads have run at 77% to 119% of the
+# target set from a 5-s run a minute earlier, and 20-s windows of one soak
+# differ by up to about 15%.
 # The windows are one minute each, or a third of the run when it is shorter
 # than three minutes. Sampling starts after WARMUP seconds of load.
 #

@@ -218,7 +218,7 @@ impl<'a> RecordRef<'a> {
 pub fn records(message: &[u8]) -> Records<'_> {
     Records {
         rest: message,
-        first: true,
+        done: false,
     }
 }
 
@@ -226,24 +226,25 @@ pub fn records(message: &[u8]) -> Records<'_> {
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
     rest: &'a [u8],
-    first: bool,
+    done: bool,
 }
 
 impl<'a> Iterator for Records<'a> {
     type Item = Result<RecordRef<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() && !self.first {
+        if self.done {
             return None;
         }
-        self.first = false;
-        match RecordRef::decode_prefix(self.rest) {
+        let next = RecordRef::decode_prefix(self.rest);
+        match next {
             Ok((rec, rest)) => {
                 self.rest = rest;
+                self.done = rest.is_empty();
                 Some(Ok(rec))
             }
             Err(e) => {
-                self.rest = &[];
+                self.done = true;
                 Some(Err(e))
             }
         }

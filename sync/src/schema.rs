@@ -150,6 +150,44 @@ end
 -- Lua stack limit of unpack.
 local HSET_ARGS = 1024
 
+-- The arguments of put_many and put_batch: an error, or nil.
+local function check_batch(keys, args)
+  if #keys ~= 4 or #args < 3 then
+    return 'heavyread: expected 4 keys, 2 arguments and at least one record template'
+  end
+  return check_maxlen(args[2])
+end
+
+-- The id of a put template, or nil when it is not one.
+local function template_id(t)
+  if #t < FIXED or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= 1 then
+    return nil
+  end
+  local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
+  if idlen < 1 or #t < FIXED + idlen then
+    return nil
+  end
+  return string.sub(t, FIXED + 1, FIXED + idlen)
+end
+
+-- The template with version v written in: as it is when it already holds
+-- v, a new string otherwise.
+local function with_version(t, v)
+  local vb = struct.pack('>I8', v)
+  if string.sub(t, 3, 10) ~= vb then
+    t = string.sub(t, 1, 2) .. vb .. string.sub(t, 11)
+  end
+  return t
+end
+
+-- HSET of id/record pairs in order (a later post for the same id wins, as
+-- with put), HSET_ARGS fields per call.
+local function hset_pairs(key, fields)
+  for h = 1, #fields, HSET_ARGS do
+    redis.call('HSET', key, unpack(fields, h, math.min(h + HSET_ARGS - 1, #fields)))
+  end
+end
+
 -- put, once per record template, in one call, as if put had run for each
 -- in order: each post gets the next version, its own log entry and its own
 -- message. The id is the one inside the template. A template's version
@@ -163,44 +201,29 @@ local HSET_ARGS = 1024
 -- log is trimmed once, after them (the same whole nodes go as with a
 -- MAXLEN ~ on each XADD).
 local function put_many(keys, args)
-  if #keys ~= 4 or #args < 3 then
-    return redis.error_reply('heavyread: expected 4 keys, 2 arguments and at least one record template')
-  end
-  local err = check_maxlen(args[2])
+  local err = check_batch(keys, args)
   if err then return redis.error_reply(err) end
   local n = #args - 2
   local ids = {}
   for j = 1, n do
-    local t = args[j + 2]
-    if #t < FIXED or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= 1 then
+    ids[j] = template_id(args[j + 2])
+    if not ids[j] then
       return redis.error_reply('heavyread: malformed record template')
     end
-    local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
-    if idlen < 1 or #t < FIXED + idlen then
-      return redis.error_reply('heavyread: malformed record template')
-    end
-    ids[j] = string.sub(t, FIXED + 1, FIXED + idlen)
   end
   ensure_epoch(keys[4])
   local v0 = tonumber(redis.call('GET', keys[2]) or '0')
   local fields = {}
   for j = 1, n do
     local v = v0 + j
-    local t = args[j + 2]
-    local vb = struct.pack('>I8', v)
-    if string.sub(t, 3, 10) ~= vb then
-      t = string.sub(t, 1, 2) .. vb .. string.sub(t, 11)
-    end
+    local t = with_version(args[j + 2], v)
     redis.call('XADD', keys[3], v .. '-1', 'op', 'put', 'id', ids[j], 'ts', string.sub(t, 11, 18))
     fields[2 * j - 1] = ids[j]
     fields[2 * j] = t
   end
   redis.call('XTRIM', keys[3], 'MAXLEN', '~', args[2])
   redis.call('SET', keys[2], v0 + n)
-  -- Pairs in order: a later post for the same id wins, as with put.
-  for h = 1, #fields, HSET_ARGS do
-    redis.call('HSET', keys[1], unpack(fields, h, math.min(h + HSET_ARGS - 1, #fields)))
-  end
+  hset_pairs(keys[1], fields)
   for j = 2, #fields, 2 do
     redis.call('PUBLISH', args[1], fields[j])
   end
@@ -214,15 +237,13 @@ end
 -- timestamps (8 bytes each), in version order; and one message, the n
 -- records back to back. With n = 1 both are exactly what put writes. Every
 -- template is checked whole (its lengths add up to its size, its body is
--- within the decoders' 16 MiB and its id is in the id alphabet), because one bad template would make the message or
--- the log entry unreadable for the others. The log is trimmed to about the
+-- within the decoders' 16 MiB and its id is in the id alphabet), because
+-- one bad template would make the message or the log entry unreadable for
+-- the others. The log is trimmed to about the
 -- last `maxlen` versions (MINID), not entries: an entry covers up to a few
 -- hundred versions.
 local function put_batch(keys, args)
-  if #keys ~= 4 or #args < 3 then
-    return redis.error_reply('heavyread: expected 4 keys, 2 arguments and at least one record template')
-  end
-  local err = check_maxlen(args[2])
+  local err = check_batch(keys, args)
   if err then return redis.error_reply(err) end
   local maxlen = tonumber(args[2])
   if maxlen ~= math.floor(maxlen) then
@@ -232,20 +253,13 @@ local function put_batch(keys, args)
   local ids = {}
   for j = 1, n do
     local t = args[j + 2]
-    if #t < FIXED + 5 or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= 1 then
+    local id = template_id(t)
+    if not id or #id > MAX_ID or #t < FIXED + #id + 4 or string.find(id, '[^%w%._~%-]') then
       return redis.error_reply('heavyread: malformed record template')
     end
-    local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
-    if idlen < 1 or idlen > MAX_ID or #t < FIXED + idlen + 4 then
-      return redis.error_reply('heavyread: malformed record template')
-    end
-    local b1, b2, b3, b4 = string.byte(t, FIXED + idlen + 1, FIXED + idlen + 4)
+    local b1, b2, b3, b4 = string.byte(t, FIXED + #id + 1, FIXED + #id + 4)
     local bodylen = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-    if bodylen > MAX_BODY or #t ~= FIXED + idlen + 4 + bodylen then
-      return redis.error_reply('heavyread: malformed record template')
-    end
-    local id = string.sub(t, FIXED + 1, FIXED + idlen)
-    if string.find(id, '[^%w%._~%-]') then
+    if bodylen > MAX_BODY or #t ~= FIXED + #id + 4 + bodylen then
       return redis.error_reply('heavyread: malformed record template')
     end
     ids[j] = id
@@ -255,11 +269,7 @@ local function put_batch(keys, args)
   local last = v0 + n
   local fields, recs, tss = {}, {}, {}
   for j = 1, n do
-    local t = args[j + 2]
-    local vb = struct.pack('>I8', v0 + j)
-    if string.sub(t, 3, 10) ~= vb then
-      t = string.sub(t, 1, 2) .. vb .. string.sub(t, 11)
-    end
+    local t = with_version(args[j + 2], v0 + j)
     tss[j] = string.sub(t, 11, 18)
     fields[2 * j - 1] = ids[j]
     fields[2 * j] = t
@@ -268,9 +278,7 @@ local function put_batch(keys, args)
   redis.call('XADD', keys[3], 'MINID', '~', math.max(0, last - maxlen + 1), last .. '-' .. n,
     'op', 'put', 'id', table.concat(ids, ' '), 'ts', table.concat(tss))
   redis.call('SET', keys[2], last)
-  for h = 1, #fields, HSET_ARGS do
-    redis.call('HSET', keys[1], unpack(fields, h, math.min(h + HSET_ARGS - 1, #fields)))
-  end
+  hset_pairs(keys[1], fields)
   redis.call('PUBLISH', args[1], table.concat(recs))
   return last
 end

@@ -770,17 +770,20 @@ impl SyncThread {
         if !self.live || self.generation != generation || self.epoch.is_none() {
             return false;
         }
-        let mut next = self.last + 1;
-        for rec in records(message) {
-            match rec {
-                Ok(r) if r.version == next => next += 1,
-                _ => return false,
-            }
+        let Ok(recs) = records(message).collect::<Result<Vec<_>, _>>() else {
+            return false;
+        };
+        if !recs
+            .iter()
+            .zip(self.last + 1..)
+            .all(|(r, v)| r.version == v)
+        {
+            return false;
         }
         self.status.touch();
-        for rec in records(message).flatten() {
+        for rec in &recs {
             self.status.saw_version(rec.version);
-            self.apply_next(&rec);
+            self.apply_next(rec);
         }
         SyncStatus::add(&self.status.counters.direct_messages);
         true
@@ -955,20 +958,19 @@ fn parse_log(reply: Value) -> Result<Vec<LogEntry>, Error> {
             continue;
         }
         let ts = ts.ok_or_else(|| bad("batch without a ts field"))?;
-        let count = usize::try_from(n).map_err(|_| bad("batch too large"))?;
-        if ts.len() / 8 != count || ts.len() % 8 != 0 {
+        let ids: Vec<&str> = ids.split(' ').collect();
+        if ids.len() as u64 != n {
+            return Err(bad("batch id does not hold one id per version"));
+        }
+        if ts.len() != 8 * ids.len() {
             return Err(bad("batch ts does not hold one timestamp per version"));
         }
-        let before = out.len();
-        for ((k, id), ts) in ids.split(' ').enumerate().zip(ts.chunks_exact(8)) {
+        for ((version, id), ts) in (first..).zip(ids).zip(ts.chunks_exact(8)) {
             out.push(LogEntry {
-                version: first + k as u64,
+                version,
                 id: id.to_owned(),
                 written_at_ns: Some(u64::from_be_bytes(ts.try_into().unwrap_or_default())),
             });
-        }
-        if out.len() - before != count || ids.split(' ').count() != count {
-            return Err(bad("batch id does not hold one id per version"));
         }
     }
     Ok(out)
@@ -1185,48 +1187,41 @@ mod tests {
         }
     }
 
+    /// An XRANGE entry: stream id and field/value pairs.
+    fn log_entry(id: &str, fields: &[(&str, &[u8])]) -> Value {
+        Value::Array(vec![
+            Value::BulkString(id.as_bytes().to_vec()),
+            Value::Array(
+                fields
+                    .iter()
+                    .flat_map(|(k, v)| {
+                        [
+                            Value::BulkString(k.as_bytes().to_vec()),
+                            Value::BulkString(v.to_vec()),
+                        ]
+                    })
+                    .collect(),
+            ),
+        ])
+    }
+
     #[test]
     fn log_entries_parse_to_versions_and_ids() {
-        let entry = |id: &str, post: &str| {
-            Value::Array(vec![
-                Value::BulkString(id.as_bytes().to_vec()),
-                Value::Array(vec![
-                    Value::BulkString(b"op".to_vec()),
-                    Value::BulkString(b"put".to_vec()),
-                    Value::BulkString(b"id".to_vec()),
-                    Value::BulkString(post.as_bytes().to_vec()),
-                ]),
-            ])
-        };
+        let entry =
+            |id: &str, post: &str| log_entry(id, &[("op", b"put"), ("id", post.as_bytes())]);
         let parsed = parse_log(Value::Array(vec![entry("7-1", "a"), entry("8-1", "b")])).unwrap();
         let got: Vec<(u64, &str, Option<u64>)> = parsed
             .iter()
             .map(|e| (e.version, e.id.as_str(), e.written_at_ns))
             .collect();
         assert_eq!(got, vec![(7, "a", None), (8, "b", None)]);
-        let with_ts = Value::Array(vec![
-            Value::BulkString(b"9-1".to_vec()),
-            Value::Array(vec![
-                Value::BulkString(b"id".to_vec()),
-                Value::BulkString(b"c".to_vec()),
-                Value::BulkString(b"ts".to_vec()),
-                Value::BulkString(42u64.to_be_bytes().to_vec()),
-            ]),
-        ]);
+        let with_ts = log_entry("9-1", &[("id", b"c"), ("ts", &42u64.to_be_bytes())]);
         let parsed = parse_log(Value::Array(vec![with_ts.clone()])).unwrap();
         assert_eq!(parsed[0].written_at_ns, Some(42));
         assert_eq!(parsed[0].fingerprint(), Some(Fingerprint::new(42, "c")));
         assert_ne!(Fingerprint::new(42, "c"), Fingerprint::new(42, "d"));
         assert_ne!(Fingerprint::new(42, "c"), Fingerprint::new(43, "c"));
-        let short_ts = Value::Array(vec![
-            Value::BulkString(b"9-1".to_vec()),
-            Value::Array(vec![
-                Value::BulkString(b"id".to_vec()),
-                Value::BulkString(b"c".to_vec()),
-                Value::BulkString(b"ts".to_vec()),
-                Value::BulkString(b"123".to_vec()),
-            ]),
-        ]);
+        let short_ts = log_entry("9-1", &[("id", b"c"), ("ts", b"123")]);
         assert!(parse_log(Value::Array(vec![short_ts])).is_err());
         assert!(parse_log(Value::Array(vec![entry("x-1", "a")])).is_err());
         assert!(parse_log(Value::Int(3)).is_err());
@@ -1235,17 +1230,7 @@ mod tests {
     #[test]
     fn batch_log_entries_expand_to_one_entry_per_version() {
         let entry = |id: &str, ids: &str, ts: Vec<u8>| {
-            Value::Array(vec![
-                Value::BulkString(id.as_bytes().to_vec()),
-                Value::Array(vec![
-                    Value::BulkString(b"op".to_vec()),
-                    Value::BulkString(b"put".to_vec()),
-                    Value::BulkString(b"id".to_vec()),
-                    Value::BulkString(ids.as_bytes().to_vec()),
-                    Value::BulkString(b"ts".to_vec()),
-                    Value::BulkString(ts),
-                ]),
-            ])
+            log_entry(id, &[("op", b"put"), ("id", ids.as_bytes()), ("ts", &ts)])
         };
         let ts = |t: &[u64]| t.iter().flat_map(|t| t.to_be_bytes()).collect::<Vec<u8>>();
         let parsed = parse_log(Value::Array(vec![
@@ -1284,13 +1269,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let no_ts = Value::Array(vec![
-            Value::BulkString(b"7-2".to_vec()),
-            Value::Array(vec![
-                Value::BulkString(b"id".to_vec()),
-                Value::BulkString(b"b c".to_vec()),
-            ]),
-        ]);
+        let no_ts = log_entry("7-2", &[("id", b"b c")]);
         assert!(parse_log(Value::Array(vec![no_ts])).is_err());
     }
 

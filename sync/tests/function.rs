@@ -83,13 +83,7 @@ async fn rejected_calls_write_nothing() {
     }
     // A log tampered with so that the next entry id is too small: XADD fails
     // first, so neither the version nor the hash moves.
-    let _: String = redis::cmd("XADD")
-        .arg(&keys.log)
-        .arg("999-1")
-        .arg("op")
-        .arg("x")
-        .query(&mut con)
-        .unwrap();
+    tamper_log(&mut con, &keys);
     let tampered = snapshot(&mut con, &keys);
     assert!(p.put("a", b"3").await.is_err());
     assert_eq!(snapshot(&mut con, &keys), tampered);

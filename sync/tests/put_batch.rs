@@ -22,14 +22,6 @@ use heavyread_sync::Keys;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// The payloads of `got` published on `channel`, in order.
-fn on(got: &[(String, Vec<u8>)], channel: &str) -> Vec<Vec<u8>> {
-    got.iter()
-        .filter(|(c, _)| c == channel)
-        .map(|(_, m)| m.clone())
-        .collect()
-}
-
 /// FCALL calls Redis served since the last `CONFIG RESETSTAT`.
 fn fcalls(con: &mut redis::Connection) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
@@ -109,50 +101,12 @@ async fn a_batch_stores_what_single_puts_store_with_one_log_entry_and_one_messag
 
     // Repeated ids (a later one wins in the hash, each keeps its place in
     // the log entry and the message) and a different writer timestamp per
-    // post, so a `ts` taken from the wrong post would show.
-    let ids: Vec<String> = (0..40)
-        .map(|i| format!("p{}", if i % 9 == 4 { i / 3 } else { i }))
-        .collect();
-    let stamps: Vec<u64> = (0..40).map(|i| 1_000_000 + i * 7).collect();
-    let templates: Vec<Vec<u8>> = ids
-        .iter()
-        .zip(&stamps)
-        .enumerate()
-        .map(|(i, (id, &ts))| put_template(id, &body(id, i as u64), ts).unwrap().0)
-        .collect();
-    // The same first change on both sides, so the batch starts past version 1.
-    let (first, _) = put_template("first", b"{}", 5).unwrap();
-    for keys in [&one, &batch] {
-        let v: u64 = fcall(keys, "heavyread_put", 1000, &[b"first", first.as_slice()])
-            .query(&mut con)
-            .unwrap();
-        assert_eq!(v, 1);
-    }
-
-    let mut singles = Vec::new();
-    for (id, t) in ids.iter().zip(&templates) {
-        let v: u64 = fcall(&one, "heavyread_put", 1000, &[id.as_bytes(), t.as_slice()])
-            .query(&mut con)
-            .unwrap();
-        singles.push(v);
-    }
-    assert_eq!(singles, (2..=41).collect::<Vec<u64>>());
-    // The batch's templates carry no version (zero), the version each post
-    // will get, or a wrong one: the function must store the same records.
-    let sent: Vec<Vec<u8>> = templates
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let mut t = t.clone();
-            let stamp = match i % 3 {
-                0 => 0,
-                1 => i as u64 + 2,
-                _ => i as u64 + 1_000,
-            };
-            t[2..10].copy_from_slice(&stamp.to_be_bytes());
-            t
-        })
-        .collect();
+    // post, so a `ts` taken from the wrong post would show; the batch's
+    // templates carry no, the right or a wrong version: the function must
+    // store the same records.
+    let SideBySide {
+        ids, stamps, sent, ..
+    } = singles_beside(&mut con, &one, &batch);
     let args: Vec<&[u8]> = sent.iter().map(|t| t.as_slice()).collect();
     let last: u64 = fcall(&batch, "heavyread_put_batch", 1000, &args)
         .query(&mut con)
@@ -256,12 +210,7 @@ async fn a_batch_longer_than_one_hset_call_stores_every_post() {
     let n = 1100;
     let ids: Vec<String> = (0..n).map(|i| format!("p{}", i % 700)).collect();
     let stamps: Vec<u64> = (0..n as u64).map(|i| 5_000 + 3 * i).collect();
-    let templates: Vec<Vec<u8>> = ids
-        .iter()
-        .zip(&stamps)
-        .enumerate()
-        .map(|(i, (id, &ts))| put_template(id, &body(id, i as u64), ts).unwrap().0)
-        .collect();
+    let templates = templates(&ids, &stamps);
     let args: Vec<&[u8]> = templates.iter().map(|t| t.as_slice()).collect();
     // put_many is that many single puts (see put_many.rs).
     for (keys, function) in [
@@ -309,18 +258,8 @@ async fn publisher_batches_are_cut_by_posts_and_bytes_and_logged_per_call() {
     assert_eq!(p.put("before", b"{}").await.unwrap().version, 1);
     let m = MAX_BATCH_POSTS;
     let n = 2 * m + 88;
-    let items: Vec<(String, Vec<u8>)> = (0..n)
-        .map(|i| {
-            let id = format!("b{i}");
-            let b = body(&id, i as u64);
-            (id, b)
-        })
-        .collect();
-    let refs: Vec<(&str, &[u8])> = items
-        .iter()
-        .map(|(i, b)| (i.as_str(), b.as_slice()))
-        .collect();
-    let w = p.put_many(&refs).await.unwrap();
+    let items = posts(0..n as u64, |i| format!("b{i}"));
+    let w = put_items(&p, &items).await;
     let after = p.put("after", b"{}").await.unwrap().version;
     assert_eq!(after, n as u64 + 2);
     assert_eq!(fcalls(&mut con), 2 + 3, "two single puts and three batches");
@@ -365,11 +304,7 @@ async fn publisher_batches_are_cut_by_posts_and_bytes_and_logged_per_call() {
         .collect();
     items.push(("huge".into(), vec![b'z'; MAX_BATCH_BYTES + 1]));
     items.push(("small".into(), b"{}".to_vec()));
-    let refs: Vec<(&str, &[u8])> = items
-        .iter()
-        .map(|(i, b)| (i.as_str(), b.as_slice()))
-        .collect();
-    let w = p.put_many(&refs).await.unwrap();
+    let w = put_items(&p, &items).await;
     assert_eq!(
         w.iter().map(|w| w.version).collect::<Vec<_>>(),
         (1..=9).collect::<Vec<_>>()
@@ -495,13 +430,7 @@ async fn a_rejected_batch_writes_and_publishes_nothing() {
 
     // A log tampered with so that the batch's entry id is too small: the
     // XADD fails before the version, the hash or the channel see anything.
-    let _: String = redis::cmd("XADD")
-        .arg(&keys.log)
-        .arg("999-1")
-        .arg("op")
-        .arg("x")
-        .query(&mut con)
-        .unwrap();
+    tamper_log(&mut con, &keys);
     let tampered = written(&mut con, &keys);
     assert!(p.put_many(&[("a", b"4"), ("b", b"5")]).await.is_err());
     assert_eq!(written(&mut con, &keys), tampered);
@@ -517,11 +446,10 @@ async fn the_log_is_trimmed_to_about_the_last_maxlen_versions() {
     let mut con = redis.connection();
     let (batches, per) = (30u64, 200u64);
     for b in 0..batches {
-        let items: Vec<(String, &[u8])> = (0..per)
-            .map(|i| (format!("t{}", (b * per + i) % 1500), &b"{}"[..]))
+        let items: Vec<(String, Vec<u8>)> = (0..per)
+            .map(|i| (format!("t{}", (b * per + i) % 1500), b"{}".to_vec()))
             .collect();
-        let refs: Vec<(&str, &[u8])> = items.iter().map(|(i, b)| (i.as_str(), *b)).collect();
-        p.put_many(&refs).await.unwrap();
+        put_items(&p, &items).await;
     }
     let last = batches * per;
     let state = written(&mut con, &keys);
@@ -567,18 +495,11 @@ async fn a_subscriber_follows_batches_live_without_a_gap() {
     for round in 0..5u64 {
         // Each round rewrites half of the previous round's ids, and repeats
         // some ids inside the batch itself.
-        let items: Vec<(String, Vec<u8>)> = (0..700u64)
-            .map(|i| {
-                let id = format!("s{}", round * 350 + i % 650);
-                let b = body(&id, round * 1000 + i);
-                (id, b)
-            })
-            .collect();
-        let refs: Vec<(&str, &[u8])> = items
-            .iter()
-            .map(|(i, b)| (i.as_str(), b.as_slice()))
-            .collect();
-        p.put_many(&refs).await.unwrap();
+        let from = round * 1000;
+        let items = posts(from..from + 700, |i| {
+            format!("s{}", round * 350 + (i - from) % 650)
+        });
+        put_items(&p, &items).await;
         changes += items.len() as u64;
         other.put(&format!("single{round}"), b"{}").await.unwrap();
         assert!(other

@@ -22,54 +22,16 @@ async fn a_batch_writes_exactly_what_that_many_single_puts_write() {
     let mut con = redis.connection();
     let mut sub = subscribed(&redis, &[&one.channel, &many.channel]);
 
-    // Repeated ids (a later one wins in the hash, each keeps its own log
-    // entry and message) and a different writer timestamp per post, so a
-    // `ts` taken from the wrong post would show.
-    let ids: Vec<String> = (0..40)
-        .map(|i| format!("p{}", if i % 9 == 4 { i / 3 } else { i }))
-        .collect();
-    let templates: Vec<Vec<u8>> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            put_template(id, &body(id, i as u64), 1_000_000 + i as u64 * 7)
-                .unwrap()
-                .0
-        })
-        .collect();
-    // The same first change on both sides, so the batch starts past version 1.
-    let (first, _) = put_template("first", b"{}", 5).unwrap();
-    for keys in [&one, &many] {
-        let v: u64 = fcall(keys, "heavyread_put", 1000, &[b"first", first.as_slice()])
-            .query(&mut con)
-            .unwrap();
-        assert_eq!(v, 1);
-    }
-
-    let mut singles = Vec::new();
-    for (id, t) in ids.iter().zip(&templates) {
-        let v: u64 = fcall(&one, "heavyread_put", 1000, &[id.as_bytes(), t.as_slice()])
-            .query(&mut con)
-            .unwrap();
-        singles.push(v);
-    }
-    assert_eq!(singles, (2..=41).collect::<Vec<u64>>());
-    // The batch's templates carry no version (zero), the version each post
-    // will get, or a wrong one: the function must write the same records.
-    let sent: Vec<Vec<u8>> = templates
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let mut t = t.clone();
-            let stamp = match i % 3 {
-                0 => 0,
-                1 => i as u64 + 2,
-                _ => i as u64 + 1_000,
-            };
-            t[2..10].copy_from_slice(&stamp.to_be_bytes());
-            t
-        })
-        .collect();
+    // Repeated ids (each keeps its own log entry and message) and a
+    // different writer timestamp per post, so a `ts` taken from the wrong
+    // post would show; the batch's templates carry no, the right or a wrong
+    // version: the function must write the same records.
+    let SideBySide {
+        ids,
+        templates,
+        sent,
+        ..
+    } = singles_beside(&mut con, &one, &many);
     let args: Vec<&[u8]> = sent.iter().map(|t| t.as_slice()).collect();
     let last: u64 = fcall(&many, "heavyread_put_many", 1000, &args)
         .query(&mut con)
@@ -99,13 +61,7 @@ async fn a_batch_writes_exactly_what_that_many_single_puts_write() {
 
     // Published: the same records, one per post, in version order.
     let got = messages(&mut sub, 2 * 41);
-    let on = |channel: &str| -> Vec<Vec<u8>> {
-        got.iter()
-            .filter(|(c, _)| c == channel)
-            .map(|(_, m)| m.clone())
-            .collect()
-    };
-    let (pa, pb) = (on(&one.channel), on(&many.channel));
+    let (pa, pb) = (on(&got, &one.channel), on(&got, &many.channel));
     assert_eq!(pa, pb, "batch and single puts published different records");
     for (k, raw) in pb.iter().enumerate() {
         let r = RecordRef::decode(raw).expect("published record decodes");
@@ -249,13 +205,7 @@ async fn a_rejected_batch_writes_and_publishes_nothing() {
     // A log tampered with so that the batch's first entry id is too small:
     // the first XADD fails before the version, the hash or the channel see
     // anything.
-    let _: String = redis::cmd("XADD")
-        .arg(&keys.log)
-        .arg("999-1")
-        .arg("op")
-        .arg("x")
-        .query(&mut con)
-        .unwrap();
+    tamper_log(&mut con, &keys);
     let tampered = written(&mut con, &keys);
     let r: redis::RedisResult<u64> =
         fcall(&keys, "heavyread_put_many", 1000, &[a, b.as_slice()]).query(&mut con);

@@ -163,27 +163,9 @@ async fn batches_missed_while_away_are_caught_up_from_their_log_entries() {
     cfg.backoff_max = Duration::from_millis(1500);
     let sub = spawn(cfg);
     wait_bootstrapped(&sub);
-    let batch = |from: u64, n: u64| -> Vec<(String, Vec<u8>)> {
-        (from..from + n)
-            .map(|i| {
-                let id = format!("b{}", i % 500);
-                let b = body(&id, i);
-                (id, b)
-            })
-            .collect()
-    };
-    let put_all = |items: Vec<(String, Vec<u8>)>| {
-        let p = p.clone();
-        async move {
-            let refs: Vec<(&str, &[u8])> = items
-                .iter()
-                .map(|(i, b)| (i.as_str(), b.as_slice()))
-                .collect();
-            p.put_many(&refs).await.unwrap();
-        }
-    };
+    let batch = |from: u64, n: u64| posts(from..from + n, |i| format!("b{}", i % 500));
     // Live first: the reader's last version is the end of a batch entry.
-    put_all(batch(0, 300)).await;
+    put_items(&p, &batch(0, 300)).await;
     wait_converged(&redis, &sub, &keys, LIMIT);
     assert_eq!(counter(&sub, |c| &c.catch_ups), 0);
 
@@ -192,10 +174,10 @@ async fn batches_missed_while_away_are_caught_up_from_their_log_entries() {
     wait_for("disconnect noticed", LIMIT, || {
         !sub.status().snapshot().connected
     });
-    put_all(batch(300, 700)).await;
+    put_items(&p, &batch(300, 700)).await;
     p.put("single", b"{}").await.unwrap();
     assert!(p.delete("b400").await.unwrap().is_some());
-    put_all(batch(1000, 300)).await;
+    put_items(&p, &batch(1000, 300)).await;
     let entries: u64 = redis::cmd("XLEN").arg(&keys.log).query(&mut con).unwrap();
     assert!(
         entries < 20,
@@ -224,19 +206,9 @@ async fn a_byte_bound_of_one_message_still_follows_every_change() {
     cfg.channel_bytes = 1;
     let sub = spawn(cfg);
     wait_bootstrapped(&sub);
-    let items: Vec<(String, Vec<u8>)> = (0..600u64)
-        .map(|i| {
-            let id = format!("g{}", i % 250);
-            let b = body(&id, i);
-            (id, b)
-        })
-        .collect();
-    let refs: Vec<(&str, &[u8])> = items
-        .iter()
-        .map(|(i, b)| (i.as_str(), b.as_slice()))
-        .collect();
+    let items = posts(0..600, |i| format!("g{}", i % 250));
     for _ in 0..3 {
-        p.put_many(&refs).await.unwrap();
+        put_items(&p, &items).await;
         for i in 0..20u64 {
             p.put(&format!("one{i}"), &body("one", i)).await.unwrap();
         }

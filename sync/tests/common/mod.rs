@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use heavyread_sync::record::{etag_hex, Op, RecordRef};
+use heavyread_sync::record::{etag_hex, put_template, Op, RecordRef};
 use heavyread_sync::testing::RedisServer;
 use heavyread_sync::{Keys, Publisher, Store, Subscriber, SyncConfig};
 use redis::Value;
@@ -262,4 +262,123 @@ pub fn silent(sub: &mut redis::Connection) -> bool {
         Ok(v) => panic!("unexpected message {v:?}"),
         Err(e) => e.is_timeout(),
     }
+}
+
+/// Posts `(id_of(i), body(id, i))`, one for each `i`.
+pub fn posts(
+    range: impl IntoIterator<Item = u64>,
+    id_of: impl Fn(u64) -> String,
+) -> Vec<(String, Vec<u8>)> {
+    range
+        .into_iter()
+        .map(|i| {
+            let id = id_of(i);
+            let b = body(&id, i);
+            (id, b)
+        })
+        .collect()
+}
+
+/// Puts `items` in order through [`Publisher::put_many`].
+pub async fn put_items(p: &Publisher, items: &[(String, Vec<u8>)]) -> Vec<heavyread_sync::Written> {
+    let refs: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|(i, b)| (i.as_str(), b.as_slice()))
+        .collect();
+    p.put_many(&refs).await.unwrap()
+}
+
+/// Adds a log entry far ahead of the version, so that the next write's
+/// XADD fails (its entry id would be too small).
+pub fn tamper_log(con: &mut redis::Connection, keys: &Keys) {
+    let _: String = redis::cmd("XADD")
+        .arg(&keys.log)
+        .arg("999-1")
+        .arg("op")
+        .arg("x")
+        .query(con)
+        .unwrap();
+}
+
+/// Put templates (version zero) of `body(ids[i], i)` with writer timestamp
+/// `stamps[i]`.
+pub fn templates(ids: &[String], stamps: &[u64]) -> Vec<Vec<u8>> {
+    ids.iter()
+        .zip(stamps)
+        .enumerate()
+        .map(|(i, (id, &ts))| put_template(id, &body(id, i as u64), ts).unwrap().0)
+        .collect()
+}
+
+/// The same 40 puts made one by one beside a batch of them (see
+/// [`singles_beside`]).
+pub struct SideBySide {
+    /// The posts' ids: some repeat, so a later one wins in the hash.
+    pub ids: Vec<String>,
+    /// Each post's writer timestamp, all different.
+    pub stamps: Vec<u64>,
+    /// The posts' put templates (version zero).
+    pub templates: Vec<Vec<u8>>,
+    /// The templates as a batch sends them: with no version (zero), the
+    /// version each post will get, or a wrong one, in turn.
+    pub sent: Vec<Vec<u8>>,
+}
+
+/// Puts a first post under both prefixes, then 40 posts one by one through
+/// `heavyread_put` under `singles` (versions 2..=41), and returns them with
+/// the templates a batch of the same posts under `batch` sends.
+pub fn singles_beside(con: &mut redis::Connection, singles: &Keys, batch: &Keys) -> SideBySide {
+    let ids: Vec<String> = (0..40)
+        .map(|i| format!("p{}", if i % 9 == 4 { i / 3 } else { i }))
+        .collect();
+    let stamps: Vec<u64> = (0..40).map(|i| 1_000_000 + i * 7).collect();
+    let templates = templates(&ids, &stamps);
+    let (first, _) = put_template("first", b"{}", 5).unwrap();
+    for keys in [singles, batch] {
+        let v: u64 = fcall(keys, "heavyread_put", 1000, &[b"first", first.as_slice()])
+            .query(con)
+            .unwrap();
+        assert_eq!(v, 1);
+    }
+    let mut versions = Vec::new();
+    for (id, t) in ids.iter().zip(&templates) {
+        let v: u64 = fcall(
+            singles,
+            "heavyread_put",
+            1000,
+            &[id.as_bytes(), t.as_slice()],
+        )
+        .query(con)
+        .unwrap();
+        versions.push(v);
+    }
+    assert_eq!(versions, (2..=41).collect::<Vec<u64>>());
+    let sent = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut t = t.clone();
+            let stamp = match i % 3 {
+                0 => 0,
+                1 => i as u64 + 2,
+                _ => i as u64 + 1_000,
+            };
+            t[2..10].copy_from_slice(&stamp.to_be_bytes());
+            t
+        })
+        .collect();
+    SideBySide {
+        ids,
+        stamps,
+        templates,
+        sent,
+    }
+}
+
+/// The payloads of `got` published on `channel`, in order.
+pub fn on(got: &[(String, Vec<u8>)], channel: &str) -> Vec<Vec<u8>> {
+    got.iter()
+        .filter(|(c, _)| c == channel)
+        .map(|(_, m)| m.clone())
+        .collect()
 }
