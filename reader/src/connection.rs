@@ -11,14 +11,14 @@
 //! The `GET /post` path takes a store guard, looks the id up and copies the
 //! entry's ready header lines and body into the output buffer: no JSON, no
 //! allocation (buffers come from the executor's pool), no lock, and only
-//! this core's counters are written. glommio itself allocates a small
-//! completion object when a read has to wait for the socket.
+//! this core's counters are written. Reads and writes are plain
+//! non-blocking system calls; waiting for the socket goes through the
+//! executor's [`crate::poller`].
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use heavyread_sync::fill::FillWait;
 use heavyread_sync::record::MAX_ID_LEN;
@@ -27,7 +27,9 @@ use heavyread_sync::{Entry, FillError, FillOutcome, Guard};
 use crate::executor::{ConnState, Core, Phase};
 use crate::http::{self, Common, IdError, Method, Parse, Request, Status, Target};
 use crate::metrics::{Route, Scrape, Timeout};
+use crate::poller::Socket;
 use crate::request_id;
+use tracing::warn;
 
 /// Answers accumulated past this size are written before parsing more of the same read.
 const FLUSH_AT: usize = 256 << 10;
@@ -36,13 +38,21 @@ const FLUSH_AT: usize = 256 << 10;
 const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
+pub async fn serve(core: Rc<Core>, stream: TcpStream) {
+    let socket = match core.poller.register(stream.as_raw_fd()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(core = core.index, error = %e, "cannot watch a connection: closing it");
+            return;
+        }
+    };
     let (state, registration) = core.register(stream.as_raw_fd());
     let mut input = core.take_in();
-    run(&core, &mut stream, &state, &mut input).await;
+    run(&core, &socket, &state, &mut input).await;
     core.put_in(input);
     // Unregister before the socket closes, so the tick never touches a reused fd.
     drop(registration);
+    drop(socket);
     drop(stream);
 }
 
@@ -67,7 +77,7 @@ struct Filled {
     outcome: FillOutcome,
 }
 
-async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: &mut [u8]) {
+async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mut [u8]) {
     let config = &core.shared.config;
     let mut filled = 0usize;
     let start = Instant::now();
@@ -79,7 +89,7 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
             return;
         }
         let n = if filled < input.len() {
-            stream.read(&mut input[filled..]).await.unwrap_or(0)
+            socket.read(&mut input[filled..]).await.unwrap_or(0)
         } else {
             0
         };
@@ -98,8 +108,8 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
                     );
                     core.metrics()
                         .request(Route::Invalid, Status::RequestTimeout);
-                    if write(core, stream, state, &out, Instant::now()).await {
-                        linger(core, stream, state, input).await;
+                    if write(core, socket, state, &out, Instant::now()).await {
+                        linger(core, socket, state, input).await;
                     }
                     core.put_out(out);
                 }
@@ -126,7 +136,7 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
             if let Some(wait) = b.fill {
                 // Answers before the miss go out now; then wait for Redis.
                 if !out.is_empty() {
-                    if !write(core, stream, state, &out, Instant::now()).await {
+                    if !write(core, socket, state, &out, Instant::now()).await {
                         core.put_out(out);
                         return;
                     }
@@ -139,14 +149,14 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
                 break b.close;
             }
             // A large batch: send what is ready, then go on with the same read.
-            if !write(core, stream, state, &out, Instant::now()).await {
+            if !write(core, socket, state, &out, Instant::now()).await {
                 core.put_out(out);
                 return;
             }
             out.clear();
         };
         // The batch's clock reading serves as the write's: answering took microseconds.
-        if !out.is_empty() && !write(core, stream, state, &out, t0).await {
+        if !out.is_empty() && !write(core, socket, state, &out, t0).await {
             core.put_out(out);
             return;
         }
@@ -157,7 +167,7 @@ async fn run(core: &Rc<Core>, stream: &mut TcpStream, state: &ConnState, input: 
                 .latency(answered, (t1 - t0).as_nanos() as u64);
         }
         if close {
-            linger(core, stream, state, input).await;
+            linger(core, socket, state, input).await;
             return;
         }
         input.copy_within(pos..filled, 0);
@@ -201,13 +211,13 @@ async fn wait_fill(core: &Core, state: &ConnState, wait: FillWait) -> Filled {
 /// within `--write-timeout` of `now`, a recent reading of the clock).
 async fn write(
     core: &Core,
-    stream: &mut TcpStream,
+    socket: &Socket<'_>,
     state: &ConnState,
     out: &[u8],
     now: Instant,
 ) -> bool {
     state.arm(Phase::Writing, now + core.shared.config.write_timeout);
-    match stream.write_all(out).await {
+    match socket.write_all(out).await {
         Ok(()) => {
             core.metrics().sent(out.len() as u64);
             true
@@ -224,14 +234,14 @@ async fn write(
 /// Closes our side, then reads and drops whatever the client still sends
 /// for a short while, so closing does not reset the connection (and lose
 /// the answer just sent) while request bytes are unread.
-async fn linger(core: &Core, stream: &mut TcpStream, state: &ConnState, scratch: &mut [u8]) {
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+async fn linger(core: &Core, socket: &Socket<'_>, state: &ConnState, scratch: &mut [u8]) {
+    socket.shutdown_write();
     let config = &core.shared.config;
     state.arm(
         Phase::Linger,
         Instant::now() + config.header_timeout.min(MAX_LINGER),
     );
-    while let Ok(n) = stream.read(scratch).await {
+    while let Ok(n) = socket.read(scratch).await {
         if n == 0 {
             break;
         }
@@ -599,7 +609,7 @@ mod tests {
             stop: AtomicBool::new(false),
             tag: 7,
         });
-        Core::new(0, shared)
+        Core::new(0, shared).unwrap()
     }
 
     #[test]

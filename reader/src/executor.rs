@@ -1,9 +1,11 @@
 //! One executor: a glommio thread pinned to one CPU, with its own
 //! SO_REUSEPORT listener, its connections, its counters and its clock.
 //!
-//! Three kinds of task run on it:
+//! Four kinds of task run on it:
 //! - the accept loop, which enforces the per-core connection cap;
 //! - one task per connection ([`crate::connection`]);
+//! - the poller's driver, which hands the connections' readiness from the
+//!   executor's epoll instance to their tasks ([`crate::poller`]);
 //! - the control loop (this executor's main future), which ticks a few
 //!   times a second to refresh the cached `Date`, to enforce the header,
 //!   idle and write timeouts of every connection, and to notice the stop
@@ -31,6 +33,7 @@ use tracing::{debug, warn};
 
 use crate::http::{self, Common, Limits, Status};
 use crate::metrics::CoreMetrics;
+use crate::poller::Poller;
 use crate::request_id::Generator;
 use crate::server::Shared;
 use crate::sys::{self, Shut};
@@ -115,6 +118,8 @@ pub struct Core {
     pub draining: Cell<bool>,
     /// Reused `/metrics` page.
     pub page: RefCell<String>,
+    /// Readiness of this executor's connections.
+    pub poller: Poller,
     conns: RefCell<Registry>,
     in_pool: RefCell<Vec<Box<[u8]>>>,
     out_pool: RefCell<Vec<Vec<u8>>>,
@@ -129,10 +134,10 @@ fn now_date() -> [u8; 29] {
 }
 
 impl Core {
-    /// State for executor `index`.
-    pub fn new(index: usize, shared: Arc<Shared>) -> Self {
+    /// State for executor `index`; fails only if no epoll instance can be created.
+    pub fn new(index: usize, shared: Arc<Shared>) -> std::io::Result<Self> {
         let c = &shared.config;
-        Core {
+        Ok(Core {
             index,
             limits: Limits {
                 max_request_line: c.max_request_line,
@@ -144,11 +149,12 @@ impl Core {
             ids: Generator::new(shared.tag, index),
             draining: Cell::new(false),
             page: RefCell::new(String::new()),
+            poller: Poller::new()?,
             conns: RefCell::new(Registry::default()),
             in_pool: RefCell::new(Vec::new()),
             out_pool: RefCell::new(Vec::new()),
             shared,
-        }
+        })
     }
 
     /// This executor's counters.
@@ -292,6 +298,8 @@ pub fn tick_for(config: &crate::Config) -> Duration {
 
 /// The executor's main future: serve until the stop flag, then drain.
 pub async fn run(core: Rc<Core>, listener: TcpListener) {
+    let poller = Rc::clone(&core);
+    spawn_local(async move { poller.poller.drive().await }).detach();
     let accept = spawn_local(accept_loop(Rc::clone(&core), listener));
     control(core, accept).await;
 }

@@ -55,6 +55,7 @@ mod executor;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+mod poller;
 pub mod request_id;
 pub mod server;
 mod sys;

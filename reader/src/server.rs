@@ -272,7 +272,17 @@ fn spawn_executor(
                     return;
                 }
             };
-            let core = Rc::new(Core::new(index, shared_for_executor));
+            let core = match Core::new(index, shared_for_executor) {
+                Ok(core) => Rc::new(core),
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Executor {
+                        index,
+                        cpu,
+                        message: format!("cannot create an epoll instance: {e}"),
+                    }));
+                    return;
+                }
+            };
             let _ = tx.send(Ok(bound));
             executor::run(core, listener).await;
         })

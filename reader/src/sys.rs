@@ -114,6 +114,8 @@ pub enum Shut {
     Read,
     /// Both directions; pending writes fail.
     Both,
+    /// Our sending side: the peer reads end-of-file.
+    Write,
 }
 
 /// `shutdown(2)` on a connection owned by another task of this executor, so
@@ -126,11 +128,116 @@ pub fn shutdown(fd: RawFd, how: Shut) {
     let how = match how {
         Shut::Read => libc::SHUT_RD,
         Shut::Both => libc::SHUT_RDWR,
+        Shut::Write => libc::SHUT_WR,
     };
     // SAFETY: shutdown(2) touches no memory of ours; the fd is an open socket
     // owned by this executor (see the function's contract), so no other file
     // can be affected.
     unsafe { libc::shutdown(fd, how) };
+}
+
+/// An epoll instance (closed on drop).
+#[derive(Debug)]
+pub struct Epoll(std::os::fd::OwnedFd);
+
+/// Readiness bits of an epoll event, as [`Epoll::poll`] reports them.
+pub mod ready {
+    /// Readable, or the peer closed, or an error is pending: a read will not block.
+    pub const READ: u32 =
+        (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    /// Writable, or closed, or an error is pending: a write will not block.
+    pub const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+}
+
+impl Epoll {
+    /// A new epoll instance (close-on-exec).
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned to us and is owned by nobody else.
+        Ok(Epoll(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    /// The epoll fd itself (readable while events are pending).
+    pub fn raw(&self) -> RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    /// Watches `fd` for reads and writes, edge-triggered, reporting `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        if unsafe { libc::epoll_ctl(self.raw(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (which must still be open).
+    pub fn delete(&self, fd: RawFd) {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; errors (fd not watched) are of no consequence.
+        unsafe { libc::epoll_ctl(self.raw(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+    }
+
+    /// Pending events, without waiting: `(token, readiness bits)` into `out`.
+    pub fn poll(&self, out: &mut [libc::epoll_event]) -> io::Result<usize> {
+        let max = out.len().min(i32::MAX as usize) as i32;
+        loop {
+            // SAFETY: `out` is writable for `max` events; timeout 0 never blocks.
+            let n = unsafe { libc::epoll_wait(self.raw(), out.as_mut_ptr(), max, 0) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// `recv(2)` without blocking; `WouldBlock` when nothing is there.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// `send(2)` without blocking or `SIGPIPE`; `WouldBlock` when the socket buffer is full.
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is readable for its length.
+        let n = unsafe {
+            libc::send(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// `struct sched_attr`, first version (48 bytes), as `sched_setattr(2)` takes it.
