@@ -2,9 +2,10 @@
 # heavyread benchmark suite (`make bench`).
 #
 # Starts a private local stack (its own redis-server on a free port, the
-# writer, readers, nginx and the axum + Redis baseline), seeds it, runs every
-# measurement of the suite, and writes bench/benchmark-report.md with SVG
-# plots in bench/plots/ and raw results (JSON, git-ignored) in bench/out/results/.
+# writer, readers, nginx, the axum + Redis baseline and the syscall floor),
+# seeds it, runs every measurement of the suite, and writes
+# bench/benchmark-report.md with SVG plots in bench/plots/ and raw results
+# (JSON, git-ignored) in bench/out/results/.
 #
 #   bench/run_benchmark.sh           full run (about 10 minutes on 2 CPUs)
 #   bench/run_benchmark.sh --smoke   tiny sizes, about a minute; fails unless
@@ -287,6 +288,17 @@ axum_start() {
     wait_http "http://$ADDR/ready"
 }
 
+# floor_start NAME CPUS: the syscall floor (one fixed answer to every request
+# head, one recv and one send per read), pinned to CPUS; sets PID and ADDR.
+floor_start() {
+    local name=$1 cpus=$2 port
+    port=$(free_port)
+    ADDR=127.0.0.1:$port
+    start "$name" taskset -c "$cpus" "$BENCH" floor --listen "$ADDR" --body-len "$BODY_LEN"
+    # It answers any request, /ready too.
+    wait_http "http://$ADDR/ready"
+}
+
 ALL_CPUS=0-$((NCPU - 1))
 pin_redis() { taskset -a -p -c "$1" "$REDIS_PID" >/dev/null; }
 
@@ -366,6 +378,10 @@ NGINX_PID=$PID
 wrk_run read-nginx-1 "nginx, 1 worker pinned to CPU $SERVER_CPU, static files" "$ADDR" random.lua yes 1 1 "$NGINX_PID"
 NGINX1_ADDR=$ADDR NGINX1_PID=$NGINX_PID
 
+floor_start floor-1 "$SERVER_CPU"
+FLOOR_ADDR=$ADDR FLOOR_PID=$PID
+wrk_run read-floor-1 "syscall floor: one fixed answer, one recv and one send per read, pinned to CPU $SERVER_CPU" "$FLOOR_ADDR" random.lua yes 1 1 "$FLOOR_PID"
+
 pin_redis "$SERVER_CPU"
 axum_start axum-1 1 "$SERVER_CPU"
 AXUM1_ADDR=$ADDR AXUM1_PID=$PID
@@ -391,8 +407,10 @@ openloop_run load-nginx "nginx, 1 worker pinned to CPU $SERVER_CPU" "$NGINX1_ADD
 section "3. pipelined reads, depth $PIPELINE_DEPTH (same pinning)"
 wrk_run pipe-reader "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "$R1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$R1_PID"
 wrk_run pipe-nginx "nginx, 1 worker pinned to CPU $SERVER_CPU" "$NGINX1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$NGINX1_PID"
+wrk_run pipe-floor "syscall floor, pinned to CPU $SERVER_CPU" "$FLOOR_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$FLOOR_PID"
 wrk_run pipe-axum "axum (1 worker) + redis-server, pinned to CPU $SERVER_CPU" "$AXUM1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$AXUM1_PID" "$REDIS_PID"
 stop "$AXUM1_PID"
+stop "$FLOOR_PID"
 stop "$NGINX1_PID"
 pin_redis "$ALL_CPUS"
 

@@ -4,8 +4,9 @@
 //! measures one thing and writes its result as JSON; `report` turns a
 //! folder of results into `bench/benchmark-report.md` with SVG plots.
 //! `bench/run_benchmark.sh` (`make bench`) starts a private stack (its own
-//! redis-server, writer, readers, nginx, the axum baseline) and runs them
-//! all in one go, so a run is reproducible with one command.
+//! redis-server, writer, readers, nginx, the axum baseline, the syscall
+//! floor) and runs them all in one go, so a run is reproducible with one
+//! command.
 //!
 //! ```text
 //! seed ──/bulk──► writer ──FCALL──► Redis ──pub/sub──► readers ◄── wrk (random, pipeline, revalidate)
@@ -22,11 +23,15 @@
 //! - `bounded`: the reader with a memory budget (issue 8) under a Zipf load
 //!   (`wrk/zipf.lua`), and its CPU per request on hits.
 //! - `baseline`: the axum service that reads Redis on every request.
+//! - `floor`: the syscall floor, a minimal epoll server that answers every
+//!   request head with one fixed answer (one `recv`, one `send` per read):
+//!   the least CPU per request any server can use on the machine.
 //! - `report`, `plot`: the markdown report and its SVG plots.
 //! - `openloop`: reads at a fixed rate, latency from when each was due.
 //! - `client`: a minimal keep-alive HTTP/1.1 client that counts bytes.
 //! - `process`, `procfs`, `sys`: child processes, `/proc` parsing, and the
-//!   two libc calls (the only `unsafe`).
+//!   libc calls of the tools (with `floor`'s epoll and `accept4` wrappers,
+//!   the only `unsafe`).
 //! - `stats`, `results`: latency summaries and formatting; result files.
 //! - `sync`: the sync library alone (publish-to-applied latency, bootstrap).
 //! - `data`: deterministic post bodies of realistic size.
@@ -40,6 +45,7 @@ pub mod client;
 pub mod coldstart;
 pub mod data;
 pub mod export;
+pub mod floor;
 pub mod memory;
 pub mod openloop;
 pub mod plot;

@@ -14,8 +14,8 @@ use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
 use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
 use heavyread_bench::{
-    bandwidth, baseline, bounded, coldstart, export, memory, openloop, propagation, seed, writes,
-    wrk,
+    bandwidth, baseline, bounded, coldstart, export, floor, memory, openloop, propagation, seed,
+    writes, wrk,
 };
 
 #[derive(Parser, Debug)]
@@ -389,6 +389,17 @@ enum Cmd {
         #[arg(long, env = "HEAVYREAD_BASELINE_WORKERS", default_value_t = 1)]
         workers: usize,
     },
+    /// The syscall floor: answers every request head with one fixed 200,
+    /// one recv and one send per read on level-triggered epoll, no parsing
+    /// and no lookups. Runs until killed.
+    Floor {
+        /// Address to serve on.
+        #[arg(long, env = "HEAVYREAD_FLOOR_LISTEN")]
+        listen: SocketAddr,
+        /// Body bytes of the answer.
+        #[arg(long, env = "HEAVYREAD_FLOOR_BODY_LEN", default_value_t = floor::DEFAULT_BODY_LEN)]
+        body_len: usize,
+    },
     /// Records the machine, tool versions and commit of a run.
     Machine {
         /// Result file.
@@ -486,6 +497,15 @@ fn main() -> Result<()> {
     } = &cmd
     {
         return runtime(Some(*workers))?.block_on(baseline::serve(*listen, redis_url, prefix));
+    }
+    if let Cmd::Floor { listen, body_len } = cmd {
+        // One thread, no runtime: the floor is its own epoll loop.
+        let f = floor::Floor::bind(listen, body_len)?;
+        #[allow(clippy::print_stderr)] // A tool's one line: ready, and where.
+        {
+            eprintln!("floor: listening on {}", f.local_addr()?);
+        }
+        return Ok(f.run()?);
     }
     if let Cmd::Openloop { .. } = &cmd {
         // One thread: the dispatcher and every connection.
@@ -908,7 +928,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             );
             write_opt(json.as_deref(), &r)?;
         }
-        Cmd::BaselineAxum { .. } => unreachable!("handled in main"),
+        Cmd::BaselineAxum { .. } | Cmd::Floor { .. } => unreachable!("handled in main"),
         Cmd::Machine { json } => {
             let r = RunInfo::capture();
             println!(

@@ -5,7 +5,7 @@
 //! Result files (written by the steps of `run_benchmark.sh`):
 //! `run.json` (machine, versions, commit), `settings.txt` (`KEY=VALUE`),
 //! `seed.json`, `export.json`, `read-{reader,nginx,axum}-{1,2}.json`,
-//! `pipe-{reader,nginx,axum}.json`, `reval-reader.json`,
+//! `read-floor-1.json`, `pipe-{reader,nginx,floor,axum}.json`, `reval-reader.json`,
 //! `bandwidth-{0,80}.json`, `propagation-<rate>.json`, `memory.json`,
 //! `coldstart.json`, `writes.json`, `bounded.json`.
 
@@ -124,12 +124,14 @@ pub const STEPS: &[&str] = &["read", "propagation", "writes", "memory", "bounded
 pub const WRK_RUNS: &[&str] = &[
     "read-reader-1",
     "read-nginx-1",
+    "read-floor-1",
     "read-axum-1",
     "read-reader-2",
     "read-nginx-2",
     "read-axum-2",
     "pipe-reader",
     "pipe-nginx",
+    "pipe-floor",
     "pipe-axum",
     "reval-reader",
 ];
@@ -576,37 +578,81 @@ struct TargetRow {
     judged: bool,
 }
 
+/// The CPU-per-request baselines of a targets row: nginx's and the
+/// syscall floor's, those measured.
+fn cpu_baselines(nginx: Option<&WrkResult>, floor: Option<&WrkResult>) -> String {
+    let parts: Vec<String> = [("nginx", nginx), ("syscall floor", floor)]
+        .iter()
+        .filter_map(|(name, w)| w.map(|w| format!("{name} {:.2} µs", w.cpu_us_per_req)))
+        .collect();
+    if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// How far `cpu` µs per request is above (or below) the syscall floor's.
+fn above_floor(cpu: f64, floor: &WrkResult) -> String {
+    let d = cpu - floor.cpu_us_per_req;
+    if d >= 0.0 {
+        format!("{d:.2} µs above the floor")
+    } else {
+        format!("{:.2} µs below the floor", -d)
+    }
+}
+
+/// What the floor is, for the targets section.
+const FLOOR_NOTE: &str = "The **syscall floor** (`heavyread-bench floor`, pinned and loaded \
+like the others) is a server that answers every request head with one fixed answer of the \
+reader's shape and mean size, one `recv` and one `send` per read on level-triggered epoll, no \
+parsing and no lookups: the kernel's loopback TCP work plus the least user-space work. No \
+server answering the same loads with a `recv` and a `send` per read can use less CPU per \
+request on this machine (submitting the reads and writes of many connections in one system \
+call could save part of the system-call cost, not the TCP work). The reader's CPU above the \
+floor is what its own work costs: parsing, the lookup, building the answer, and its runtime.";
+
 /// The performance targets of issue 9, each against what this run measured.
 fn targets_section(o: &mut String, r: &Results) {
     const MIB: f64 = 1024.0 * 1024.0;
     let mut rows = Vec::new();
-    let (rd, ng) = (r.wrk("read-reader-1"), r.wrk("read-nginx-1"));
+    let (rd, ng, fl) = (
+        r.wrk("read-reader-1"),
+        r.wrk("read-nginx-1"),
+        r.wrk("read-floor-1"),
+    );
     rows.push(TargetRow {
         what: "reader CPU per request, keep-alive, no pipelining",
         target: "≤ 5 µs and ≤ 0.45× nginx".into(),
         measured: rd.map(|w| {
-            let ratio = ng.map_or(String::new(), |n| {
-                format!(" ({:.2}× nginx)", w.cpu_us_per_req / n.cpu_us_per_req)
-            });
-            format!("{:.2} µs{ratio}", w.cpu_us_per_req)
+            let notes: Vec<String> = ng
+                .map(|n| format!("{:.2}× nginx", w.cpu_us_per_req / n.cpu_us_per_req))
+                .into_iter()
+                .chain(fl.map(|f| above_floor(w.cpu_us_per_req, f)))
+                .collect();
+            if notes.is_empty() {
+                format!("{:.2} µs", w.cpu_us_per_req)
+            } else {
+                format!("{:.2} µs ({})", w.cpu_us_per_req, notes.join("; "))
+            }
         }),
-        baseline: ng.map_or("–".into(), |n| {
-            format!("nginx {:.2} µs", n.cpu_us_per_req)
-        }),
+        baseline: cpu_baselines(ng, fl),
         met: rd.map(|w| {
             w.cpu_us_per_req <= 5.0
                 && ng.is_some_and(|n| w.cpu_us_per_req <= 0.45 * n.cpu_us_per_req)
         }),
         judged: true,
     });
-    let (pr, pn) = (r.wrk("pipe-reader"), r.wrk("pipe-nginx"));
+    let (pr, pn, pf) = (
+        r.wrk("pipe-reader"),
+        r.wrk("pipe-nginx"),
+        r.wrk("pipe-floor"),
+    );
     rows.push(TargetRow {
         what: "reader CPU per request, pipeline depth 16",
         target: "≤ 0.7 µs".into(),
         measured: pr.map(|w| format!("{:.2} µs", w.cpu_us_per_req)),
-        baseline: pn.map_or("–".into(), |n| {
-            format!("nginx {:.2} µs", n.cpu_us_per_req)
-        }),
+        baseline: cpu_baselines(pn, pf),
         met: pr.map(|w| w.cpu_us_per_req <= 0.7),
         judged: true,
     });
@@ -717,8 +763,11 @@ fn targets_section(o: &mut String, r: &Results) {
         "## Targets (issue 9)\n\n\
          Each performance target of issue 9 against this run. Sizes are this run's: \
          the memory and cold-start targets speak of 1M posts, so they are judged \
-         only when `BIG_N` was at least 1,000,000.\n\n\
-         | what | target | measured | baseline, same run | result |\n|---|---|---|---|---|\n",
+         only when `BIG_N` was at least 1,000,000.\n\n",
+    );
+    o.push_str(FLOOR_NOTE);
+    o.push_str(
+        "\n\n| what | target | measured | baseline, same run | result |\n|---|---|---|---|---|\n",
     );
     for row in rows {
         let result = match (row.met, row.judged) {
@@ -1009,12 +1058,13 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     // Headline.
     o.push_str("## Headline\n\n");
     o.push_str(
-        "| measurement | reader | nginx (static files) | axum + Redis | reader vs nginx | reader vs axum + Redis |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+        "| measurement | reader | nginx (static files) | syscall floor (fixed answer) | axum + Redis | reader vs nginx | reader vs axum + Redis |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
     );
-    let (rd, ng, ax) = (
+    let (rd, ng, fl, ax) = (
         r.wrk("read-reader-1"),
         r.wrk("read-nginx-1"),
+        r.wrk("read-floor-1"),
         r.wrk("read-axum-1"),
     );
     let cell = |w: Option<&WrkResult>, g: &dyn Fn(&WrkResult) -> String| w.map_or("–".into(), g);
@@ -1038,37 +1088,41 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     let p99 = |w: &WrkResult| w.latency.p99;
     let _ = writeln!(
         o,
-        "| req/s, 1 core, {} connections | {} | {} | {} | {} | {} |",
+        "| req/s, 1 core, {} connections | {} | {} | {} | {} | {} | {} |",
         setting(r, "CONNECTIONS"),
         cell(rd, &|w| fmt_count(w.req_per_sec)),
         cell(ng, &|w| fmt_count(w.req_per_sec)),
+        cell(fl, &|w| fmt_count(w.req_per_sec)),
         cell(ax, &|w| fmt_count(w.req_per_sec)),
         vs(rd, ng, &rps, true),
         vs(rd, ax, &rps, true),
     );
     let _ = writeln!(
         o,
-        "| server CPU per request | {} | {} | {} | {} | {} |",
+        "| server CPU per request | {} | {} | {} | {} | {} | {} |",
         cell(rd, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
         cell(ng, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
+        cell(fl, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
         cell(ax, &|w| format!("{:.2} µs", w.cpu_us_per_req)),
         vs(rd, ng, &cpu, false),
         vs(rd, ax, &cpu, false),
     );
     let _ = writeln!(
         o,
-        "| p99 latency, 1 core | {} | {} | {} | {} | {} |",
+        "| p99 latency, 1 core | {} | {} | {} | {} | {} | {} |",
         cell(rd, &|w| fmt_us(w.latency.p99)),
         cell(ng, &|w| fmt_us(w.latency.p99)),
+        cell(fl, &|w| fmt_us(w.latency.p99)),
         cell(ax, &|w| fmt_us(w.latency.p99)),
         vs(rd, ng, &p99, false),
         vs(rd, ax, &p99, false),
     );
     let _ = writeln!(
         o,
-        "| VM steal during the run (each ~100 ms stall shows in the tail, not in CPU per request) | {} | {} | {} | | |",
+        "| VM steal during the run (each ~100 ms stall shows in the tail, not in CPU per request) | {} | {} | {} | {} | | |",
         cell(rd, &|w| fmt_steal(w.steal_ms)),
         cell(ng, &|w| fmt_steal(w.steal_ms)),
+        cell(fl, &|w| fmt_steal(w.steal_ms)),
         cell(ax, &|w| fmt_steal(w.steal_ms)),
     );
     o.push('\n');
@@ -1223,7 +1277,9 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     let _ = writeln!(
         o,
         "`GET /post?id=` over {} seeded posts, uniformly random ids (`wrk/random.lua`), \
-         keep-alive. Server pinned to CPU 0, wrk (1 thread) pinned to CPU 1.\n",
+         keep-alive. Server pinned to CPU 0, wrk (1 thread) pinned to CPU 1. The syscall \
+         floor answers every request with one fixed answer, one `recv` and one `send` per \
+         read: close to what the kernel alone costs per request here (see the targets above).\n",
         setting(r, "N"),
     );
     read_table(
@@ -1231,6 +1287,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
         &[
             ("reader", r.wrk("read-reader-1")),
             ("nginx", r.wrk("read-nginx-1")),
+            ("syscall floor", r.wrk("read-floor-1")),
             ("axum + Redis", r.wrk("read-axum-1")),
         ],
     );
@@ -1253,6 +1310,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     let curves: Vec<(String, &WrkResult)> = [
         ("reader", "read-reader-1"),
         ("nginx", "read-nginx-1"),
+        ("syscall floor", "read-floor-1"),
         ("axum + Redis", "read-axum-1"),
     ]
     .iter()
@@ -1328,6 +1386,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
         &[
             ("reader", r.wrk("pipe-reader")),
             ("nginx", r.wrk("pipe-nginx")),
+            ("syscall floor", r.wrk("pipe-floor")),
             ("axum + Redis", r.wrk("pipe-axum")),
         ],
     );
@@ -1655,6 +1714,13 @@ mod tests {
         r.wrk.push(("read-reader-1".into(), wrk(4.0)));
         r.wrk.push(("read-nginx-1".into(), wrk(10.0)));
         r.wrk.push(("pipe-reader".into(), wrk(0.9)));
+        let mut floor = |name: &str, cpu: f64| {
+            let mut w = wrk(cpu);
+            w.server = format!("syscall floor ({name})");
+            r.wrk.push((name.into(), w));
+        };
+        floor("read-floor-1", 2.5);
+        floor("pipe-floor", 0.6);
         let load = |p99: f64, p999: f64| OpenloopResult {
             label: "load-reader".into(),
             target_rate: 40_000.0,
@@ -1687,6 +1753,11 @@ mod tests {
             problems.iter().any(|l| l == "load-nginx: missing"),
             "{problems:?}"
         );
+        // The floor runs are judged like the others, and these have numbers.
+        assert!(
+            !problems.iter().any(|l| l.contains("floor")),
+            "{problems:?}"
+        );
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         let row = |what: &str| {
             md.lines()
@@ -1694,13 +1765,26 @@ mod tests {
                 .unwrap_or_else(|| panic!("no row {what}: {md}"))
                 .to_owned()
         };
-        // 4 µs and 0.40× nginx: met; 0.9 µs pipelined: not met.
+        // 4 µs and 0.40× nginx: met; 0.9 µs pipelined: not met. The floor
+        // is shown beside nginx and changes no verdict.
         let cpu = row("reader CPU per request, keep-alive, no pipelining");
         assert!(
-            cpu.contains("4.00 µs (0.40× nginx)") && cpu.ends_with("| met |"),
+            cpu.contains(
+                "| 4.00 µs (0.40× nginx; 1.50 µs above the floor) \
+                 | nginx 10.00 µs; syscall floor 2.50 µs | met |"
+            ),
             "{cpu}"
         );
-        assert!(row("reader CPU per request, pipeline depth 16").ends_with("| **not met** |"));
+        // No pipelined nginx run here: the floor alone.
+        let pipe = row("reader CPU per request, pipeline depth 16");
+        assert!(
+            pipe.ends_with("| 0.90 µs | syscall floor 0.60 µs | **not met** |"),
+            "{pipe}"
+        );
+        assert!(
+            md.contains("The **syscall floor** (`heavyread-bench floor`"),
+            "{md}"
+        );
         assert!(row("read latency at 80% of the maximum rate (open loop)").ends_with("| met |"));
         // 500 MiB against 1.3 × 300 MiB + 64 MiB = 454 MiB: not met.
         assert!(row("reader memory with 1M posts").ends_with("| **not met** |"));
@@ -1720,10 +1804,40 @@ mod tests {
         );
         // The steal of each wrk run, in the headline and the read table.
         assert!(
-            md.contains("| VM steal during the run (each ~100 ms stall shows in the tail, not in CPU per request) | 400 ms | 1000 ms | – | | |"),
+            md.contains("| VM steal during the run (each ~100 ms stall shows in the tail, not in CPU per request) | 400 ms | 1000 ms | 250 ms | – | | |"),
             "{md}"
         );
         assert!(md.contains("| 1.00× | 1.00× | 400 ms |"), "{md}");
+        // The floor in the headline, after nginx, with no comparison of its own.
+        assert!(
+            md.contains(
+                "| server CPU per request | 4.00 µs | 10.00 µs | 2.50 µs | – | 2.50× better | – |"
+            ),
+            "{md}"
+        );
+        // ... and in the read and pipelined tables, against the reader.
+        assert!(
+            md.contains(
+                "| syscall floor<br><small>syscall floor (read-floor-1)</small> | 50,000 | 900 µs \
+                 | 900 µs | 900 µs | 900 µs | 2.50 | 0 | 1.00× | 0.62× | 250 ms |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| syscall floor<br><small>syscall floor (pipe-floor)</small> | 50,000 | 0.60 | 0 \
+                 | 1.00× | 0.67× |"
+            ),
+            "{md}"
+        );
+        // A reader below the floor (noise) says so.
+        r.wrk[0].1.cpu_us_per_req = 2.0;
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(
+            md.contains("2.00 µs (0.20× nginx; 0.50 µs below the floor)"),
+            "{md}"
+        );
+        r.wrk[0].1.cpu_us_per_req = 4.0;
         let x = &mut r.openloop[0].1;
         (x.steal_ms, x.clean_secs) = (Some(200.0), 7);
         (x.clean_latency.p99, x.clean_latency.p999) = (500.0, 900.0);
@@ -1741,6 +1855,9 @@ mod tests {
         let r = Results::load(dir.path()).unwrap();
         let p = r.problems();
         assert!(p.iter().any(|l| l.starts_with("read-reader-1")), "{p:?}");
+        for floor in ["read-floor-1: missing", "pipe-floor: missing"] {
+            assert!(p.iter().any(|l| l == floor), "{p:?}");
+        }
         assert!(p.iter().any(|l| l.starts_with("memory")), "{p:?}");
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         assert!(md.starts_with("# heavyread benchmark report"));
