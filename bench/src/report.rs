@@ -944,22 +944,43 @@ fn bounded_section(o: &mut String, r: &Results) {
 /// of a profile, with how it was taken (issue 9 asks to profile before
 /// changing anything). Static text: `make bench` does not take the profile again.
 const PROFILE_DISCUSSION: &str = "## Discussion: where a read's CPU time goes (profile)\n\n\
-Profile taken on 2026-11-27 at commit 394e3ba, release build, one executor pinned to CPU 0, \
-100,000 posts of ~350 bytes, `wrk -t1 -c64` with `random.lua` pinned to CPU 1 (112,732 req/s, \
-about 9.7 µs of reader CPU per request): `perf record -e cpu-clock -F 4999 -g -p <reader pid> -- sleep 10` \
-(hardware counters are not available in this VM), and `strace -c -f -p <reader pid>` for the system calls.\n\n\
-- **The kernel's TCP work is most of it: 63% of the samples** are in the kernel (loopback TCP send and \
-receive, softirq processing, socket locks), 23% in the reader's own code, 11% in libc \
-(`memmove` 4%, `memcmp` 3%, the `send`/`recv` wrappers), 3% in `clock_gettime` (vDSO).\n\
-- **Two system calls per request, the minimum without pipelining**: one `recvfrom` and one `sendto` \
-per request (glommio reads and writes synchronously once io_uring reports the socket ready); \
-`io_uring_enter` runs about once per 16 requests.\n\
-- The reader's own code: `connection::process` 6.4% and `http::parse_request` 4.5% (self), glommio's \
-task run 1%. 7% of the samples are reschedule IPIs interrupting user code on the reader's CPU.\n\
-- What it means for the targets of issue 9: with the kernel's share at about 6 µs per request on \
-loopback, removing every user-space cycle would still leave 6–7 µs; 5 µs needs fewer kernel entries \
-per request (sends and receives of many connections submitted together through io_uring), not a \
-faster parser.\n\n\
+Profiles taken on 2026-11-27, release builds, one executor pinned to CPU 0, 100,000 posts of \
+~350 bytes, `wrk -t1 -c64` with `random.lua` pinned to CPU 1: `perf record -e cpu-clock -F 4999 -g \
+-p <reader pid> -- sleep 8` (hardware counters are not available in this VM) and `perf stat -e \
+'syscalls:sys_enter_*' -p <reader pid>` for the system calls.\n\n\
+- **Before (commit 7413cad; 89,875 req/s, 10.7 µs of reader CPU per request)**: 73% of the samples \
+in the kernel, 18% in the reader's code, 7% in libc, 2% in the vDSO's clock. `sendto` took 46% (the \
+loopback transmit, including the softirq that delivers the answer into wrk's socket and wakes wrk), \
+`recvfrom` 9%, and 15% went to the way glommio's sockets wait: every read that found its request \
+armed a one-shot io_uring poll for the next one (`io_uring_enter` 4.5%), and the next request's \
+arrival completed that poll from the other CPU through task work (`task_work_run` through a signal \
+6%, reschedule IPIs 5%).\n\
+- **The change (commit ed2800e)**: each executor registers its connections once, edge-triggered, in \
+its own epoll instance, and watches only that instance through its io_uring ring; one driver task \
+hands epoll's events to the connection tasks, and reads and writes are plain non-blocking `recv` and \
+`send`. glommio 0.9 has no public way to wait for an fd of the application's, so it is vendored with \
+one function added (`vendor/glommio/PATCHED.md`).\n\
+- **After (commit ed2800e; 126,739 req/s, 7.3 µs per request)**: 66% kernel, 22% reader, 9% libc, 3% \
+vDSO; `sendto` 38%, `recvfrom` 8%, `epoll_wait` 5%, the executor's ring (its timers, the epoll \
+instance's poll, parking) 3–9%. In 4 s at 125,854 req/s: 514,261 `recvfrom`, 514,257 `sendto`, \
+172,770 `epoll_wait` and 185,923 `io_uring_enter`, 13,714 context switches.\n\
+- **Measured by alternating builds by hand** (6-s runs of the setup above, one build after the \
+other): before 10.67/8.87/10.81/11.12 µs per request, after 9.36/7.20/8.93/9.04; an hour later \
+before 8.51/9.90/8.51/8.18, after 7.88/7.10/8.21/7.17, and the syscall floor in the same minutes \
+5.27/5.85/5.66/5.91. The reader's CPU above the floor went from about 3.1 to about 1.9 µs per \
+request. Pipelined reads (depth 16), whose reads already carry 16 requests each, did not change \
+(2.05–2.23 µs before, 1.94–2.41 after).\n\
+- **Tried and not kept**: `IORING_SETUP_COOP_TASKRUN` on glommio's rings removed the reschedule IPIs \
+(730,000 on the reader's CPU during one run before, 46 after) but not the CPU time (five alternating \
+runs, no difference); polling epoll a few more times before waiting on the ring (within the noise, \
+and it spends CPU when lightly loaded); looking up every post of a pipelined read before answering \
+any, so that their cache misses overlap (slower: 1.89–2.29 against 1.70–1.95 µs per request).\n\
+- **What it means for the targets of issue 9**: the reader's own work is now about 2 µs per request \
+above the syscall floor, and the floor itself (5.3–6.0 µs in the runs above, `read-floor-1` in the \
+tables) is above the 5 µs target: on this machine's loopback, no server doing a `recv` and a `send` \
+per request meets it. What is left of the reader's own work: the lookup's cache misses \
+(`connection::process` 8%), the clock (3%), glommio's task switches and ring (3–5%), parsing (2%), \
+copying the answer (2%).\n\n\
 A second profile, of the **pipelined** load (depth 16, same setup, commit 977d1b1, taken while \
 other builds ran on the machine; 1.78 µs of reader CPU per request by `/proc`), shows where user \
 space goes once system calls are amortised: `connection::process` 22.7% of the samples, almost all \
@@ -980,9 +1001,10 @@ sync thread through the channel (commit a1510dc): one thread wake-up less per ch
 Alternating builds by hand, 3 readers, 5,000 writes/s, six runs each: p50 302/274/333/366/310/371 µs \
 before, 238/273/272/353/235/273 µs after (all 50,001 messages of a run applied directly); at 1,000 \
 writes/s no difference (139–151 µs), where the poll round trips and scheduling dominate. The tables above are the measurement of the result; the targets table \
-at the top says which targets are met. Not done: batching sends and receives of many connections \
-into one io_uring submission (glommio's stream API does one `send`/`recv` per call), and software \
-prefetching across the requests of a pipelined batch.\n\n";
+at the top says which targets are met. Not done: submitting the sends and receives of many \
+connections together through io_uring (it would save part of the system-call cost, not the TCP \
+work), and prefetching across the lookups of a pipelined read (papaya's API gives no address to \
+prefetch before the lookup itself).\n\n";
 
 const STALLS_DISCUSSION: &str = "## Discussion: `/bulk`, cold start, and this VM's 100 ms stalls\n\n\
 Hand measurements of 2026-11-27 (commits b72c97f, af637d1, 450b916, db750f8), release builds, a local \
