@@ -13,7 +13,11 @@
 //! Each connection has a slot with two readiness flags. A flag is cleared
 //! before the call that may drain the socket and set again by the driver
 //! when epoll reports a new edge, so an edge that arrives after the call is
-//! never lost: epoll keeps it until the next `epoll_wait`.
+//! never lost: epoll keeps it until the next `epoll_wait`. A read that
+//! returns less than it asked for leaves the flag cleared (a stream socket
+//! was drained then, and new data brings a new edge); a full one sets it
+//! again, as does any successful write (the next write that cannot go on
+//! gets `WouldBlock`, which arms the edge for room).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -34,9 +38,14 @@ const WRITE: u8 = 2;
 
 #[derive(Debug, Default)]
 struct Slot {
+    /// Bumped when the slot is freed: events still queued for the closed
+    /// connection carry the old value and are dropped.
     generation: u32,
+    /// `READ` and `WRITE`: the call may not block.
     ready: u8,
+    /// The task waiting to read, woken by the next read edge.
     reader: Option<Waker>,
+    /// The task waiting for room to write.
     writer: Option<Waker>,
 }
 
