@@ -1,4 +1,5 @@
-//! `floor`: the syscall floor, a baseline no server can go below.
+//! `floor`: the syscall floor, what a server that makes one `recv` and one
+//! `send` per read costs at the least.
 //!
 //! A single-threaded server on level-triggered epoll that answers every
 //! request head it receives with one fixed, prebuilt `200` of the same
