@@ -49,6 +49,11 @@ struct Slot {
     writer: Option<Waker>,
 }
 
+/// What epoll reports for a connection: its slot's generation and index.
+fn token(generation: u32, index: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
 #[derive(Debug, Default)]
 struct Slots {
     slots: Vec<Slot>,
@@ -68,7 +73,6 @@ pub struct Socket<'a> {
     poller: &'a Poller,
     fd: RawFd,
     index: u32,
-    token: u64,
 }
 
 impl Poller {
@@ -94,8 +98,7 @@ impl Poller {
         let slot = &mut s.slots[index as usize];
         // Both directions are tried first: an accepted connection often has its request already.
         slot.ready = READ | WRITE;
-        let token = (u64::from(slot.generation) << 32) | u64::from(index);
-        if let Err(e) = self.epoll.add(fd, token) {
+        if let Err(e) = self.epoll.add(fd, token(slot.generation, index)) {
             s.free.push(index);
             return Err(e);
         }
@@ -103,7 +106,6 @@ impl Poller {
             poller: self,
             fd,
             index,
-            token,
         })
     }
 
@@ -250,10 +252,6 @@ impl Drop for Socket<'_> {
         self.poller.epoll.delete(self.fd);
         let mut s = self.poller.slots.borrow_mut();
         let slot = &mut s.slots[self.index as usize];
-        debug_assert_eq!(
-            (u64::from(slot.generation) << 32) | u64::from(self.index),
-            self.token
-        );
         slot.generation = slot.generation.wrapping_add(1);
         slot.ready = 0;
         slot.reader = None;
@@ -396,17 +394,19 @@ mod tests {
         let (b, _pb) = pair();
         on_executor(move |p| async move {
             let first = p.register(a.as_raw_fd()).unwrap();
-            let stale = first.token;
+            let stale = token(0, first.index);
             let index = first.index;
             drop(first);
             let second = p.register(b.as_raw_fd()).unwrap();
             assert_eq!(second.index, index, "the slot is reused");
-            assert_ne!(second.token, stale);
+            // The slot's generation moved on: the old token no longer names it.
+            let fresh = token(p.slots.borrow().slots[index as usize].generation, index);
+            assert_ne!(fresh, stale);
             // Nothing is pending on `b`: take its optimistic flags, as a drained socket would.
             p.slots.borrow_mut().slots[index as usize].ready = 0;
             p.dispatch(stale, (libc::EPOLLIN | libc::EPOLLOUT) as u32);
             assert_eq!(p.slots.borrow().slots[index as usize].ready, 0);
-            p.dispatch(second.token, libc::EPOLLIN as u32);
+            p.dispatch(fresh, libc::EPOLLIN as u32);
             assert_eq!(p.slots.borrow().slots[index as usize].ready, READ);
             drop(second);
             drop((a, b));

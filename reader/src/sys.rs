@@ -189,47 +189,28 @@ impl Epoll {
     /// Pending events, without waiting: `(token, readiness bits)` into `out`.
     pub fn poll(&self, out: &mut [libc::epoll_event]) -> io::Result<usize> {
         let max = out.len().min(i32::MAX as usize) as i32;
-        loop {
-            // SAFETY: `out` is writable for `max` events; timeout 0 never blocks.
-            let n = unsafe { libc::epoll_wait(self.raw(), out.as_mut_ptr(), max, 0) };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        // SAFETY: `out` is writable for `max` events; timeout 0 never blocks.
+        retrying(|| unsafe { libc::epoll_wait(self.raw(), out.as_mut_ptr(), max, 0) } as isize)
     }
 }
 
 /// `recv(2)` without blocking; `WouldBlock` when nothing is there.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: `buf` is writable for its length.
+    retrying(|| unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
 }
 
 /// `send(2)` without blocking or `SIGPIPE`; `WouldBlock` when the socket buffer is full.
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `buf` is readable for its length.
+    retrying(|| unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) })
+}
+
+/// Runs a system call again while a signal interrupts it; its result as a count.
+fn retrying(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is readable for its length.
-        let n = unsafe {
-            libc::send(
-                fd,
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+        let n = call();
         if n >= 0 {
             return Ok(n as usize);
         }
