@@ -134,7 +134,7 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_FILL_TIMEOUT", default_value = DEFAULT_FILL_TIMEOUT, value_parser = parse_duration)]
     pub fill_timeout: Duration,
 
-    /// With --max-memory: most distinct posts waiting for Redis at once; more get 503 at once.
+    /// With --max-memory: most reads of posts waiting for Redis at once; more get 503 at once.
     #[arg(long, env = "HEAVYREAD_FILL_QUEUE", default_value_t = 4096)]
     pub fill_queue: usize,
 

@@ -19,7 +19,16 @@
 //! version is below what it saw. A fill that found nothing is remembered as
 //! absent (the negative cache) only when no change for the id was seen.
 //!
-//! **Bounded everywhere**: at most `max_in_flight` distinct ids wait at once
+//! **A request joins a fill only when that fill cannot be older than the
+//! request**: when no change to the id was seen since the slot was
+//! registered (its HMGET then reads at least everything applied so far) and
+//! it did not fail. Otherwise the request starts a new slot beside it, even
+//! while the old one's result waits for the sync thread, so a post deleted
+//! or changed before the request began is never answered from a fill that
+//! read it earlier. Every slot of an id keeps learning of changes until the
+//! sync thread has handled it.
+//!
+//! **Bounded everywhere**: at most `max_in_flight` fills wait at once
 //! (more get [`FillError::Busy`] at once, never a queue that grows), each
 //! HMGET carries at most `batch` ids, the negative cache holds at most
 //! `negative_capacity` ids for `negative_ttl`, and the caller bounds its wait
@@ -45,7 +54,8 @@ use crate::store::{Applied, Entry, StoreWriter};
 pub struct FillConfig {
     /// How long a request waits for its fill before it is answered 503.
     pub timeout: Duration,
-    /// Distinct ids waiting for a fill at once; more are refused at once.
+    /// Fills waiting at once (one per id unless a change made a new one
+    /// necessary); more are refused at once.
     pub max_in_flight: usize,
     /// Ids per HMGET.
     pub batch: usize,
@@ -211,10 +221,18 @@ fn now_ms() -> u64 {
     u64::try_from(BASE.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+#[derive(Debug, Default)]
+struct InFlight {
+    slots: HashMap<Box<str>, Vec<Arc<Slot>>>,
+    len: usize,
+}
+
 #[derive(Debug)]
 struct Shared {
     config: FillConfig,
-    in_flight: Mutex<HashMap<Box<str>, Arc<Slot>>>,
+    /// Registered slots per id, oldest first (more than one only when a
+    /// change made an older one unfit to join), and their total.
+    in_flight: Mutex<InFlight>,
     queue: Sender<Arc<Slot>>,
     /// Id → when it stops being known absent (ms of [`now_ms`]).
     negative: papaya::HashMap<Box<str>, u64>,
@@ -228,7 +246,7 @@ impl Shared {
         let (queue, jobs) = crossbeam_channel::bounded(config.max_in_flight);
         let shared = Arc::new(Shared {
             config,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(InFlight::default()),
             queue,
             negative: papaya::HashMap::new(),
             counters: FillCounters::default(),
@@ -330,9 +348,9 @@ impl Filler {
         &self.shared.counters
     }
 
-    /// Ids waiting for Redis now.
+    /// Fills not yet handled by the sync thread.
     pub fn in_flight(&self) -> usize {
-        lock(&self.shared.in_flight).len()
+        lock(&self.shared.in_flight).len
     }
 
     /// Ids currently remembered as absent from Redis.
@@ -361,13 +379,17 @@ impl Filler {
     pub fn request(&self, id: &str) -> Result<FillWait, FillError> {
         let sh = &self.shared;
         let mut in_flight = lock(&sh.in_flight);
-        if let Some(slot) = in_flight.get(id) {
-            sh.counters.coalesced.fetch_add(1, Ordering::Relaxed);
-            return Ok(FillWait {
-                slot: Arc::clone(slot),
-            });
+        // The newest slot is fit to join when nothing changed since it was
+        // registered and it did not fail (see the module's doc).
+        if let Some(slot) = in_flight.slots.get(id).and_then(|v| v.last()) {
+            if slot.seen() == 0 && !matches!(slot.outcome(), Some(Err(_))) {
+                sh.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+                return Ok(FillWait {
+                    slot: Arc::clone(slot),
+                });
+            }
         }
-        if in_flight.len() >= sh.config.max_in_flight {
+        if in_flight.len >= sh.config.max_in_flight {
             sh.counters.fill_errors.fetch_add(1, Ordering::Relaxed);
             return Err(FillError::Busy);
         }
@@ -378,11 +400,11 @@ impl Filler {
         });
         // Registered before the fill thread can send its HMGET: from here on
         // the sync thread records changes to the id in the slot.
-        in_flight.insert(id.into(), Arc::clone(&slot));
+        in_flight.add(Arc::clone(&slot));
         match sh.queue.try_send(Arc::clone(&slot)) {
             Ok(()) => Ok(FillWait { slot }),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                in_flight.remove(id);
+                in_flight.remove(&slot);
                 sh.counters.fill_errors.fetch_add(1, Ordering::Relaxed);
                 Err(FillError::Busy)
             }
@@ -398,18 +420,36 @@ impl Filler {
     }
 }
 
-impl FillLink {
-    /// The registered slot for `id`, if a fill is in flight (the sync thread
-    /// records every change it handles for such an id with [`Slot::saw`]).
-    pub fn in_flight(&self, id: &str) -> Option<Arc<Slot>> {
-        lock(&self.shared.in_flight).get(id).cloned()
+impl InFlight {
+    fn add(&mut self, slot: Arc<Slot>) {
+        self.slots.entry(slot.id.clone()).or_default().push(slot);
+        self.len += 1;
     }
 
-    /// A change to `id` at `version` reached the sync thread: fills in flight
-    /// learn of it, and the id is no longer known absent.
+    /// Ends `slot`'s registration, if it is still registered.
+    fn remove(&mut self, slot: &Slot) {
+        let Some(v) = self.slots.get_mut(slot.id()) else {
+            return;
+        };
+        let Some(i) = v.iter().position(|s| std::ptr::eq(Arc::as_ptr(s), slot)) else {
+            return;
+        };
+        v.remove(i);
+        self.len -= 1;
+        if v.is_empty() {
+            self.slots.remove(slot.id());
+        }
+    }
+}
+
+impl FillLink {
+    /// A change to `id` at `version` reached the sync thread: every fill of
+    /// it not yet handled learns of it, and the id is no longer known absent.
     pub fn saw_change(&self, id: &str, version: u64) {
-        if let Some(slot) = lock(&self.shared.in_flight).get(id) {
-            slot.saw(version);
+        if let Some(slots) = lock(&self.shared.in_flight).slots.get(id) {
+            for slot in slots {
+                slot.saw(version);
+            }
         }
         let neg = &self.shared.negative;
         if !neg.is_empty() {
@@ -473,13 +513,7 @@ impl FillLink {
             neg.pin()
                 .insert(slot.id.clone(), now_ms().saturating_add(ttl));
         }
-        let mut in_flight = lock(&sh.in_flight);
-        if in_flight
-            .get(slot.id())
-            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), slot))
-        {
-            in_flight.remove(slot.id());
-        }
+        lock(&sh.in_flight).remove(slot);
     }
 }
 
@@ -696,6 +730,56 @@ mod tests {
         assert_eq!(store.get("x", &g).unwrap().version(), 7);
         assert_eq!(filler.counters().admitted.load(Ordering::Relaxed), 1);
         assert_eq!(filler.counters().superseded.load(Ordering::Relaxed), 2);
+    }
+
+    /// A request must not be answered from a fill that may have read Redis
+    /// before a change the sync thread applied before the request began.
+    #[test]
+    fn a_request_after_a_change_does_not_join_an_older_fill() {
+        let (filler, link, jobs) = Filler::detached(FillConfig::default());
+        let (store, mut writer) = crate::Store::bounded(1 << 20);
+        // A fill read version 5 and woke its waiters; the sync thread has
+        // not handled it yet when the id is deleted at version 6.
+        let _first = filler.request("x").unwrap();
+        let done = jobs.try_recv().unwrap();
+        done.complete(Ok(Some(entry("x", 5, b"old"))));
+        link.saw_change("x", 6);
+        let after_delete = filler.request("x").unwrap();
+        assert!(
+            !Arc::ptr_eq(&after_delete.slot, &done),
+            "joined a fill older than the delete"
+        );
+        // The same for a fill whose HMGET is still out when a change lands.
+        let out = jobs.try_recv().unwrap();
+        link.saw_change("x", 7);
+        let after_put = filler.request("x").unwrap();
+        assert!(!Arc::ptr_eq(&after_put.slot, &out));
+        let newest = jobs.try_recv().unwrap();
+        assert_eq!(filler.in_flight(), 3);
+        // The older slots keep learning of changes: a delete at 8 reaches
+        // all three, so the one that read 7 is not admitted either.
+        link.saw_change("x", 8);
+        out.complete(Ok(Some(entry("x", 7, b"seven"))));
+        assert!(!link.admit(&done, &mut writer));
+        assert!(!link.admit(&out, &mut writer));
+        assert!(!store.contains("x"));
+        // A slot nothing happened to since is joined, also once complete.
+        newest.complete(Ok(None));
+        let again = filler.request("x").unwrap();
+        assert!(!Arc::ptr_eq(&again.slot, &newest), "8 was seen by it");
+        let fresh = jobs.try_recv().unwrap();
+        fresh.complete(Ok(None));
+        let joined = filler.request("x").unwrap();
+        assert!(Arc::ptr_eq(&joined.slot, &fresh));
+        // A failed fill is not joined: the next request asks Redis again.
+        link.admit(&newest, &mut writer);
+        link.admit(&fresh, &mut writer);
+        assert_eq!(filler.in_flight(), 0);
+        let _w = filler.request("y").unwrap();
+        let failed = jobs.try_recv().unwrap();
+        failed.complete(Err(FillError::Redis("down".into())));
+        let retry = filler.request("y").unwrap();
+        assert!(!Arc::ptr_eq(&retry.slot, &failed));
     }
 
     #[test]
