@@ -159,6 +159,11 @@ impl Slot {
         lock(&self.state).outcome.clone()
     }
 
+    /// True once the fill thread set an error as the result.
+    fn failed(&self) -> bool {
+        matches!(lock(&self.state).outcome, Some(Err(_)))
+    }
+
     /// Records that the sync thread applied or skipped a change to this id at `version`.
     pub fn saw(&self, version: u64) {
         self.seen.fetch_max(version, Ordering::Relaxed);
@@ -382,7 +387,7 @@ impl Filler {
         // The newest slot is fit to join when nothing changed since it was
         // registered and it did not fail (see the module's doc).
         if let Some(slot) = in_flight.slots.get(id).and_then(|v| v.last()) {
-            if slot.seen() == 0 && !matches!(slot.outcome(), Some(Err(_))) {
+            if slot.seen() == 0 && !slot.failed() {
                 sh.counters.coalesced.fetch_add(1, Ordering::Relaxed);
                 return Ok(FillWait {
                     slot: Arc::clone(slot),
