@@ -341,7 +341,7 @@ HIT_ROUNDS=$HIT_ROUNDS
 STEPS=$STEPS
 SERVER_CPU=$SERVER_CPU
 CLIENT_CPU=$CLIENT_CPU
-REDIS=appendonly yes, appendfsync everysec, save off, otherwise defaults
+REDIS=appendonly yes, appendfsync everysec, save off, otherwise defaults; AOF rewritten (BGREWRITEAOF, waited for) before each propagation rate and each writer run
 RESULTS=$RESULTS_REL
 EOF
 "$BENCH" machine --json "$RESULTS/run.json"
@@ -451,7 +451,8 @@ done
 for rate in $PROP_RATES; do
     every=$(( rate > PROP_TRACK_RATE ? (rate + PROP_TRACK_RATE - 1) / PROP_TRACK_RATE : 1 ))
     "$BENCH" propagation --writer "$WRITER_ADDR" "${PROP_READERS[@]}" --rate "$rate" --secs "$PROP_SECS" \
-        --track-every "$every" --body-len "$BODY_LEN" --json "$RESULTS/propagation-$rate.json"
+        --track-every "$every" --body-len "$BODY_LEN" --redis-url "$REDIS_URL" \
+        --json "$RESULTS/propagation-$rate.json"
 done
 for p in "${PROP_PIDS[@]}"; do stop "$p"; done
 fi # step propagation
@@ -460,7 +461,8 @@ fi # step propagation
 if step writes; then
 section "8. writer: /create with 64 clients, then /bulk of $BULK_N posts"
 "$BENCH" writes --writer "$WRITER_ADDR" --clients 64 --secs "$WRITE_SECS" --bulk "$BULK_N" \
-    --body-len "$BODY_LEN" --pid "$WRITER_PID" --pid "$REDIS_PID" --json "$RESULTS/writes.json"
+    --body-len "$BODY_LEN" --pid "$WRITER_PID" --pid "$REDIS_PID" --redis-url "$REDIS_URL" \
+    --json "$RESULTS/writes.json"
 fi # step writes
 
 # ---------------------------------------------------------------- 5-6. memory, cold start

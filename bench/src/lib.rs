@@ -38,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aof;
 pub mod bandwidth;
 pub mod baseline;
 pub mod bounded;

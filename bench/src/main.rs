@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use heavyread_bench::process::{free_addr, sibling_binary, ReaderCommand};
-use heavyread_bench::report::{fmt_steal, render, Results, RunInfo, STEPS};
+use heavyread_bench::report::{fmt_rewrites, fmt_steal, render, Results, RunInfo, STEPS};
 use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
 use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
@@ -237,6 +237,10 @@ enum Cmd {
         /// Track every k-th write to the readers (1: every write).
         #[arg(long, default_value_t = 1)]
         track_every: u64,
+        /// Redis (`redis://host:port`): rewrite its AOF before the run and
+        /// count the rewrites that overlap it.
+        #[arg(long)]
+        redis_url: Option<String>,
         /// The writer's bearer token.
         #[arg(long, env = "HEAVYREAD_WRITE_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -366,6 +370,10 @@ enum Cmd {
         /// The writer's bearer token.
         #[arg(long, env = "HEAVYREAD_WRITE_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Redis (`redis://host:port`): rewrite its AOF before each part
+        /// and count the rewrites that overlap it.
+        #[arg(long)]
+        redis_url: Option<String>,
         /// Result file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -699,6 +707,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             prewarm,
             track_every,
             token,
+            redis_url,
             json,
         } => {
             let o = propagation::PropagationOptions {
@@ -713,17 +722,19 @@ async fn run(cmd: Cmd) -> Result<()> {
                 token,
                 prewarm,
                 track_every,
+                redis_url,
             };
             let r = propagation::propagation(&o).await?;
             println!(
-                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {}",
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {}{}",
                 r.rate,
                 r.writes,
                 r.track_every,
                 r.failed,
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
-                fmt_steal(r.steal_ms)
+                fmt_steal(r.steal_ms),
+                fmt_rewrites(r.aof_rewrites)
             );
             for x in r.readers.iter().chain(std::iter::once(&r.all)) {
                 let l = &x.latency;
@@ -905,6 +916,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             body_len,
             pids,
             token,
+            redis_url,
             json,
         } => {
             let o = writes::WritesOptions {
@@ -915,16 +927,18 @@ async fn run(cmd: Cmd) -> Result<()> {
                 body_len,
                 pids,
                 token,
+                redis_url,
             };
             let r = writes::writes(&o).await?;
             println!(
-                "writes: /create {} /s (p99 {}, {:.1} µs CPU/write, {} errors); /bulk {} posts/s ({:.1} µs CPU/write)",
+                "writes: /create {} /s (p99 {}, {:.1} µs CPU/write, {} errors); /bulk {} posts/s ({:.1} µs CPU/write){}",
                 fmt_count(r.create.per_sec),
                 fmt_us(r.create.latency.p99),
                 r.create.cpu_us_per_write,
                 r.create.errors,
                 fmt_count(r.bulk.per_sec),
-                r.bulk.cpu_us_per_write
+                r.bulk.cpu_us_per_write,
+                fmt_rewrites(r.bulk.aof_rewrites)
             );
             write_opt(json.as_deref(), &r)?;
         }

@@ -50,6 +50,9 @@ pub struct PropagationOptions {
     /// same machine, so at high rates on few cores a sample is tracked
     /// while every write still goes through the writer.
     pub track_every: u64,
+    /// Redis, when given: it rewrites its AOF before the run (see
+    /// [`crate::aof`]), and the rewrites overlapping the run are counted.
+    pub redis_url: Option<String>,
 }
 
 /// Latency to one reader (or to all).
@@ -92,6 +95,9 @@ pub struct PropagationResult {
     /// (steal time summed over CPUs; see the open-loop section).
     #[serde(default)]
     pub steal_ms: Option<f64>,
+    /// Redis AOF rewrites that overlapped the writes (when Redis was given).
+    #[serde(default)]
+    pub aof_rewrites: Option<u64>,
 }
 
 /// Idle keep-alive connections to one server.
@@ -270,6 +276,9 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     if opts.readers.is_empty() || opts.rate == 0 || opts.ids == 0 {
         bail!("propagation needs readers, a rate and ids");
     }
+    if let Some(url) = &opts.redis_url {
+        crate::aof::compact(url, crate::aof::LIMIT).await?;
+    }
     let mut readers = Vec::new();
     for &r in &opts.readers {
         readers.push(Pool::new(r, opts.prewarm).await?);
@@ -291,6 +300,10 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     }
     let rtt = poll_rtt(&opts.readers, &format!("{}0", opts.id_prefix), 1000).await?;
     let steal = crate::procfs::StealMeter::start()?;
+    let rewrites = match &opts.redis_url {
+        Some(url) => Some(crate::aof::RewriteMeter::start(url).await?),
+        None => None,
+    };
 
     let mut per_reader: Vec<Histogram<u64>> = opts.readers.iter().map(|_| histogram()).collect();
     let mut timeouts = vec![0u64; opts.readers.len()];
@@ -366,6 +379,10 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     }
     let elapsed = last_ack.saturating_duration_since(start).as_secs_f64();
     let steal_ms = steal.stop()?;
+    let aof_rewrites = match rewrites {
+        Some(m) => Some(m.stop().await?),
+        None => None,
+    };
     let readers = opts
         .readers
         .iter()
@@ -394,5 +411,6 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         create: Summary::from_nanos(&create),
         poll_rtt: rtt,
         steal_ms: Some(steal_ms),
+        aof_rewrites,
     })
 }

@@ -34,6 +34,9 @@ pub struct WritesOptions {
     pub pids: Vec<u32>,
     /// Bearer token of the writer.
     pub token: Option<String>,
+    /// Redis, when given: it rewrites its AOF before each part (see
+    /// [`crate::aof`]), and the rewrites overlapping each are counted.
+    pub redis_url: Option<String>,
 }
 
 /// One throughput figure with its CPU cost.
@@ -53,6 +56,9 @@ pub struct Throughput {
     pub cpu: Vec<ProcessCpu>,
     /// CPU microseconds per write, all measured processes.
     pub cpu_us_per_write: f64,
+    /// Redis AOF rewrites that overlapped the run (when Redis was given).
+    #[serde(default)]
+    pub aof_rewrites: Option<u64>,
 }
 
 /// A writer run.
@@ -129,6 +135,7 @@ async fn creates(o: &WritesOptions) -> Result<Throughput> {
         latency: Summary::from_nanos(&all),
         cpu_us_per_write: cpu_per(&cpu, writes),
         cpu,
+        aof_rewrites: None,
     })
 }
 
@@ -161,14 +168,31 @@ async fn bulk(o: &WritesOptions) -> Result<Throughput> {
         latency: Summary::default(),
         cpu_us_per_write: cpu_per(&cpu, applied),
         cpu,
+        aof_rewrites: None,
     })
+}
+
+/// Runs `part` after Redis (when given) rewrote its AOF, and counts the
+/// rewrites that overlapped it.
+async fn with_aof(
+    o: &WritesOptions,
+    part: impl std::future::Future<Output = Result<Throughput>>,
+) -> Result<Throughput> {
+    let Some(url) = &o.redis_url else {
+        return part.await;
+    };
+    crate::aof::compact(url, crate::aof::LIMIT).await?;
+    let meter = crate::aof::RewriteMeter::start(url).await?;
+    let mut t = part.await?;
+    t.aof_rewrites = Some(meter.stop().await?);
+    Ok(t)
 }
 
 /// Runs `/create` for `o.secs`, then one `/bulk` of `o.bulk` posts.
 pub async fn writes(o: &WritesOptions) -> Result<WritesResult> {
-    let create = creates(o).await?;
+    let create = with_aof(o, creates(o)).await?;
     let bulk = if o.bulk > 0 {
-        bulk(o).await?
+        with_aof(o, bulk(o)).await?
     } else {
         Throughput::default()
     };
