@@ -7,6 +7,11 @@
 # bench/benchmark-report.md with SVG plots in bench/plots/ and raw results
 # (JSON, git-ignored) in bench/out/results/.
 #
+# Redis runs with appendonly yes. Before each propagation rate and each
+# writer run, the tools have it rewrite its AOF and wait (--redis-url), so
+# its automatic rewrite does not start by chance inside a measured run; each
+# run records the rewrites that still overlapped it.
+#
 #   bench/run_benchmark.sh           full run (about 10 minutes on 2 CPUs)
 #   bench/run_benchmark.sh --smoke   tiny sizes, about a minute; fails unless
 #                                    every step produced numbers (CI)
