@@ -250,9 +250,9 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end.max(start)]
 }
 
-/// Parses the request head at the start of `buf`.
-pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
-    // Request line length, skipping the empty lines a server should tolerate before it.
+/// True when the request line (after the empty lines a server should
+/// tolerate before it) is longer than the limit, or has no end within it.
+fn request_line_too_long(buf: &[u8], limits: &Limits) -> bool {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
@@ -266,22 +266,34 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
             } else {
                 nl
             };
-            if len > limits.max_request_line {
-                return Parse::Reject(Reject::UriTooLong, None);
-            }
+            len > limits.max_request_line
         }
-        None if line.len() > limits.max_request_line + 1 => {
-            return Parse::Reject(Reject::UriTooLong, None);
-        }
-        None => {}
+        None => line.len() > limits.max_request_line + 1,
     }
+}
 
+/// Parses the request head at the start of `buf`.
+pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     // Left uninitialised: httparse writes the ones it parses (zeroing all
     // 128 would cost 4 KiB of stores per request).
     let mut headers = [const { MaybeUninit::<httparse::Header<'a>>::uninit() }; MAX_HEADERS_CAP];
     let max_headers = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut headers[..max_headers]) {
+    let parsed = req.parse_with_uninit_headers(buf, &mut headers[..max_headers]);
+    // An over-long request line is 414 whatever else is wrong. A complete
+    // head's line is exactly `METHOD SP target SP HTTP/1.x` (httparse's
+    // default is one space between them), so its length needs no scan.
+    let too_long = match parsed {
+        Ok(httparse::Status::Complete(_)) => {
+            req.method.map_or(0, str::len) + req.path.map_or(0, str::len) + 10
+                > limits.max_request_line
+        }
+        _ => request_line_too_long(buf, limits),
+    };
+    if too_long {
+        return Parse::Reject(Reject::UriTooLong, None);
+    }
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len > limits.max_header_bytes => {
             return Parse::Reject(Reject::HeadersTooLarge, None)
         }
@@ -414,9 +426,14 @@ fn split_target(t: &[u8]) -> Option<(&[u8], &[u8])> {
         &after_scheme[end..]
     };
     // A fragment is not part of a request target; tolerate and drop it.
-    let rest = &rest[..rest.iter().position(|&b| b == b'#').unwrap_or(rest.len())];
-    let (path, query) = match rest.iter().position(|&b| b == b'?') {
-        Some(q) => (&rest[..q], &rest[q + 1..]),
+    // One pass to the first `?` or `#`, then the query up to a `#`.
+    let (path, query) = match rest.iter().position(|&b| b == b'?' || b == b'#') {
+        Some(q) if rest[q] == b'?' => {
+            let query = &rest[q + 1..];
+            let end = query.iter().position(|&b| b == b'#').unwrap_or(query.len());
+            (&rest[..q], &query[..end])
+        }
+        Some(f) => (&rest[..f], &b""[..]),
         None => (rest, &b""[..]),
     };
     Some((if path.is_empty() { b"/" } else { path }, query))
@@ -472,7 +489,14 @@ fn percent_decode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
 
 /// The `id` parameter of a query string, percent-decoded into `buf` and
 /// checked against the id alphabet.
-pub fn query_id<'b>(query: &[u8], buf: &'b mut [u8; MAX_ID_LEN]) -> Result<&'b str, IdError> {
+pub fn query_id<'q>(query: &'q [u8], buf: &'q mut [u8; MAX_ID_LEN]) -> Result<&'q str, IdError> {
+    // The common case, `id=<id>` alone: a valid id has no `&`, `%` or `=`,
+    // so it is taken as it stands, without decoding or copying.
+    if let Some(id) = query.strip_prefix(b"id=") {
+        if valid_id(id) {
+            return std::str::from_utf8(id).map_err(|_| IdError::Malformed);
+        }
+    }
     let mut found: Option<usize> = None;
     for pair in query.split(|&b| b == b'&') {
         if pair.is_empty() {
@@ -844,6 +868,41 @@ mod tests {
     }
 
     #[test]
+    fn a_complete_heads_line_length_is_judged_as_by_scanning_it() {
+        // Heads around the 64-byte line limit, with either line ending and
+        // empty lines before them: the length worked out from the parsed
+        // parts gives the same answer as finding the line's end.
+        for lead in [&b""[..], b"\r\n", b"\n\r\n"] {
+            for method in ["GET", "HEAD"] {
+                for path_len in 40..60 {
+                    for eol in ["\r\n", "\n"] {
+                        let mut buf = lead.to_vec();
+                        buf.extend_from_slice(
+                            format!(
+                                "{method} /{} HTTP/1.1{eol}Host: h{eol}{eol}",
+                                "a".repeat(path_len)
+                            )
+                            .as_bytes(),
+                        );
+                        let got = matches!(
+                            parse_request(&buf, &LIMITS),
+                            Parse::Reject(Reject::UriTooLong, _)
+                        );
+                        assert_eq!(
+                            got,
+                            request_line_too_long(&buf, &LIMITS),
+                            "{:?}",
+                            String::from_utf8_lossy(&buf)
+                        );
+                        // The line's length decides, either way.
+                        assert_eq!(got, method.len() + 2 + path_len + 9 > 64);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn limits_give_414_and_431() {
         let long = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(60));
         assert_eq!(rejected(long.as_bytes()), Reject::UriTooLong);
@@ -918,6 +977,96 @@ mod tests {
         assert_eq!(
             id(&format!("id={}", "%61".repeat(129))),
             Err(IdError::Malformed)
+        );
+    }
+
+    /// Random strings over the bytes that matter to queries and targets.
+    fn random_strings(alphabet: &[u8], count: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut x = seed;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 24) as usize;
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_plain_id_shortcut_answers_as_the_full_decoder_does() {
+        // The decoder without the shortcut, as it stands below it.
+        fn full(q: &[u8]) -> Result<String, IdError> {
+            let mut found = None;
+            for pair in q.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+                let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                    Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                    None => (pair, &b""[..]),
+                };
+                let mut kb = [0u8; 2];
+                if percent_decode(k, &mut kb) != Some(2) || &kb != b"id" {
+                    continue;
+                }
+                if found.is_some() {
+                    return Err(IdError::Malformed);
+                }
+                let mut buf = [0u8; MAX_ID_LEN];
+                let n = percent_decode(v, &mut buf).ok_or(IdError::Malformed)?;
+                if !valid_id(&buf[..n]) {
+                    return Err(IdError::Malformed);
+                }
+                found = Some(String::from_utf8(buf[..n].to_vec()).unwrap());
+            }
+            found.ok_or(IdError::Missing)
+        }
+        let mut queries = random_strings(b"id=&%6a-9.#+ ", 20_000, 0x9e37_79b9);
+        for q in &mut queries[..5_000] {
+            q.splice(0..0, b"id=".iter().copied());
+        }
+        for q in &queries {
+            let mut buf = [0u8; MAX_ID_LEN];
+            assert_eq!(
+                query_id(q, &mut buf).map(str::to_owned),
+                full(q),
+                "{:?}",
+                String::from_utf8_lossy(q)
+            );
+        }
+    }
+
+    #[test]
+    fn targets_split_at_the_first_question_mark_and_drop_the_fragment() {
+        // The split done in two passes: drop from the first `#`, then split at the first `?`.
+        fn two_passes(t: &[u8]) -> (&[u8], &[u8]) {
+            let rest = &t[..t.iter().position(|&b| b == b'#').unwrap_or(t.len())];
+            let (path, query) = match rest.iter().position(|&b| b == b'?') {
+                Some(q) => (&rest[..q], &rest[q + 1..]),
+                None => (rest, &b""[..]),
+            };
+            (if path.is_empty() { b"/" } else { path }, query)
+        }
+        for mut t in random_strings(b"/?#ab=", 20_000, 0x2545_f491) {
+            t.insert(0, b'/');
+            assert_eq!(
+                split_target(&t),
+                Some(two_passes(&t)),
+                "{:?}",
+                String::from_utf8_lossy(&t)
+            );
+        }
+        assert_eq!(
+            split_target(b"/post#x?id=1"),
+            Some((&b"/post"[..], &b""[..]))
+        );
+        assert_eq!(
+            split_target(b"/post?id=1#x?y"),
+            Some((&b"/post"[..], &b"id=1"[..]))
         );
     }
 
