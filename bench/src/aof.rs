@@ -63,15 +63,21 @@ async fn state(con: &mut MultiplexedConnection) -> Result<AofState> {
     parse_info(&info).context("INFO persistence lacks the AOF rewrite fields")
 }
 
-async fn wait_idle(con: &mut MultiplexedConnection, limit: Duration) -> Result<AofState> {
+/// Reads Redis's rewrite state until `done` holds, at most `limit`.
+async fn wait_until(
+    con: &mut MultiplexedConnection,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&AofState) -> bool,
+) -> Result<AofState> {
     let end = Instant::now() + limit;
     loop {
         let s = state(con).await?;
-        if !s.busy {
+        if done(&s) {
             return Ok(s);
         }
         if Instant::now() >= end {
-            bail!("redis still rewriting its AOF after {limit:?}");
+            bail!("redis: {what} not done after {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -81,26 +87,19 @@ async fn wait_idle(con: &mut MultiplexedConnection, limit: Duration) -> Result<A
 /// AOF is off). Returns the state after it.
 pub async fn compact(redis_url: &str, limit: Duration) -> Result<AofState> {
     let mut con = connect(redis_url).await?;
-    let s = wait_idle(&mut con, limit).await?;
-    if !s.enabled {
-        return Ok(s);
+    let before = wait_until(&mut con, limit, "a running AOF rewrite", |s| !s.busy).await?;
+    if !before.enabled {
+        return Ok(before);
     }
     redis::cmd("BGREWRITEAOF")
         .query_async::<String>(&mut con)
         .await
         .context("BGREWRITEAOF")?;
-    // The rewrite may be scheduled rather than started; wait until it ran.
-    let end = Instant::now() + limit;
-    loop {
-        let now = wait_idle(&mut con, limit).await?;
-        if now.rewrites > s.rewrites {
-            return Ok(now);
-        }
-        if Instant::now() >= end {
-            bail!("redis did not start the AOF rewrite within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The rewrite may be scheduled rather than started: wait until it ran.
+    wait_until(&mut con, limit, "the AOF rewrite", |s| {
+        !s.busy && s.rewrites > before.rewrites
+    })
+    .await
 }
 
 /// Counts the AOF rewrites that overlap a run: those running when it

@@ -394,8 +394,8 @@ mod tests {
         let (b, _pb) = pair();
         on_executor(move |p| async move {
             let first = p.register(a.as_raw_fd()).unwrap();
-            let stale = token(0, first.index);
             let index = first.index;
+            let stale = token(p.slots.borrow().slots[index as usize].generation, index);
             drop(first);
             let second = p.register(b.as_raw_fd()).unwrap();
             assert_eq!(second.index, index, "the slot is reused");

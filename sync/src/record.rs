@@ -333,6 +333,21 @@ mod tests {
     }
 
     #[test]
+    fn the_id_alphabet_is_exactly_letters_digits_and_four_marks() {
+        let alphabet: Vec<u8> = (b'A'..=b'Z')
+            .chain(b'a'..=b'z')
+            .chain(b'0'..=b'9')
+            .chain(*b"._~-")
+            .collect();
+        for b in 0..=u8::MAX {
+            assert_eq!(valid_id(&[b]), alphabet.contains(&b), "byte {b:#04x}");
+        }
+        assert!(valid_id(&[b'a'; MAX_ID_LEN]));
+        assert!(!valid_id(&[b'a'; MAX_ID_LEN + 1]));
+        assert!(!valid_id(b""));
+    }
+
+    #[test]
     fn put_template_decodes_with_the_body_etag() {
         let rec = sample();
         let r = RecordRef::decode(&rec).unwrap();
