@@ -7,6 +7,10 @@
 # bench/benchmark-report.md with SVG plots in bench/plots/ and raw results
 # (JSON, git-ignored) in bench/out/results/.
 #
+# The run holds a CPU latency request (CPU_DMA_LATENCY below), as low-latency
+# deployments do, for every server and baseline alike; the report records it
+# and one propagation run without it.
+#
 # Redis runs with appendonly yes. Before each propagation rate and each
 # writer run, the tools have it rewrite its AOF and wait (--redis-url), so
 # its automatic rewrite does not start by chance inside a measured run; each
@@ -34,6 +38,13 @@
 #   PROP_SECS=10 [1]          seconds per propagation rate
 #   PROP_TRACK_RATE=1000      above this many writes/s, track only a sample of
 #                             writes to the readers (polling costs CPU too)
+#   CPU_DMA_LATENCY=0         CPU latency request (µs, PM QoS through
+#                             /dev/cpu_dma_latency) held for the whole run, so
+#                             idle CPUs poll instead of halting (a halt on a VM
+#                             is an exit to the hypervisor); off: none held.
+#                             Needs root; without it, none is held.
+#   PROP_IDLE_RATE=5000       one more propagation run at this rate with the
+#                             request released, for comparison (empty: none)
 #   BW_REQUESTS=200000 [5000] requests per bandwidth run
 #   WRITE_SECS=5 [1]          seconds of /create
 #   BULK_N=100000 [5000]      posts in the /bulk throughput run
@@ -86,6 +97,11 @@ done
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 : "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${PROP_RATES:=1000 5000 10000}"
 : "${PROP_TRACK_RATE:=1000}" "${LOAD_SHARE:=0.8}"
+: "${CPU_DMA_LATENCY=0}" "${PROP_IDLE_RATE=5000}"
+case "$CPU_DMA_LATENCY" in
+    off | '') CPU_DMA_LATENCY=off ;;
+    *[!0-9]*) echo "CPU_DMA_LATENCY: a number of µs or off, not $CPU_DMA_LATENCY" >&2; exit 2 ;;
+esac
 : "${SERVER_CPU:=0}" "${CLIENT_CPU:=1}"
 
 # nginx keeps one open file per cached post, and every server here one per
@@ -304,6 +320,32 @@ floor_start() {
     wait_http "http://$ADDR/ready"
 }
 
+# hold_cpu_latency / release_cpu_latency: a process holding /dev/cpu_dma_latency
+# open with CPU_DMA_LATENCY written keeps idle CPUs in states no slower to
+# leave than that; the kernel drops the request when the file closes. The
+# holder ends within a second of this script, however it ends.
+QOS_PID=
+hold_cpu_latency() {
+    [ "$CPU_DMA_LATENCY" = off ] && return 0
+    if ! [ -w /dev/cpu_dma_latency ]; then
+        echo "note: /dev/cpu_dma_latency is not writable (root only): no CPU latency request held" >&2
+        return 0
+    fi
+    local parent=$$
+    (
+        exec 3>/dev/cpu_dma_latency
+        printf '%x\n' "$CPU_DMA_LATENCY" >&3 # the kernel reads the text as hex
+        while kill -0 "$parent" 2>/dev/null; do sleep 1 3>&-; done
+    ) &
+    QOS_PID=$!
+    PIDS+=("$QOS_PID")
+    sleep 0.2
+}
+release_cpu_latency() {
+    [ -n "$QOS_PID" ] && stop "$QOS_PID"
+    QOS_PID=
+}
+
 ALL_CPUS=0-$((NCPU - 1))
 pin_redis() { taskset -a -p -c "$1" "$REDIS_PID" >/dev/null; }
 
@@ -323,6 +365,7 @@ if [ "$NCPU" -lt 2 ]; then
 fi
 
 RESULTS_REL=${RESULTS#"$ROOT"/}
+hold_cpu_latency
 cat >"$RESULTS/settings.txt" <<EOF
 MODE=$([ "$SMOKE" = 1 ] && echo smoke || echo full)
 N=$N
@@ -346,6 +389,8 @@ HIT_ROUNDS=$HIT_ROUNDS
 STEPS=$STEPS
 SERVER_CPU=$SERVER_CPU
 CLIENT_CPU=$CLIENT_CPU
+CPU_DMA_LATENCY=$([ -n "$QOS_PID" ] && echo "$CPU_DMA_LATENCY µs, held for the whole run (released for the comparison run at PROP_IDLE_RATE)" || echo "none held")
+PROP_IDLE_RATE=${PROP_IDLE_RATE:-none}
 REDIS=appendonly yes, appendfsync everysec, save off, otherwise defaults; AOF rewritten (BGREWRITEAOF, waited for) before each propagation rate and each writer run
 RESULTS=$RESULTS_REL
 EOF
@@ -459,6 +504,16 @@ for rate in $PROP_RATES; do
         --track-every "$every" --body-len "$BODY_LEN" --redis-url "$REDIS_URL" \
         --json "$RESULTS/propagation-$rate.json"
 done
+if [ -n "$QOS_PID" ] && [ -n "$PROP_IDLE_RATE" ]; then
+    release_cpu_latency
+    rate=$PROP_IDLE_RATE
+    every=$(( rate > PROP_TRACK_RATE ? (rate + PROP_TRACK_RATE - 1) / PROP_TRACK_RATE : 1 ))
+    echo "-- $rate writes/s once more, with no CPU latency request held"
+    "$BENCH" propagation --writer "$WRITER_ADDR" "${PROP_READERS[@]}" --rate "$rate" --secs "$PROP_SECS" \
+        --track-every "$every" --body-len "$BODY_LEN" --redis-url "$REDIS_URL" \
+        --json "$RESULTS/propagation-$rate-idle.json"
+    hold_cpu_latency
+fi
 for p in "${PROP_PIDS[@]}"; do stop "$p"; done
 fi # step propagation
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use heavyread_bench::process::{free_addr, sibling_binary, ReaderCommand};
+use heavyread_bench::procfs;
 use heavyread_bench::report::{fmt_rewrites, fmt_steal, render, Results, RunInfo, STEPS};
 use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
@@ -726,7 +727,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             let r = propagation::propagation(&o).await?;
             println!(
-                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {}{}",
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {}{}; CPU latency limit {}",
                 r.rate,
                 r.writes,
                 r.track_every,
@@ -734,7 +735,8 @@ async fn run(cmd: Cmd) -> Result<()> {
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
                 fmt_steal(r.steal_ms),
-                fmt_rewrites(r.aof_rewrites)
+                fmt_rewrites(r.aof_rewrites),
+                procfs::fmt_cpu_latency(r.cpu_latency_us)
             );
             for x in r.readers.iter().chain(std::iter::once(&r.all)) {
                 let l = &x.latency;

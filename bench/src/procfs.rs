@@ -211,6 +211,63 @@ pub struct Machine {
     pub os: String,
     /// Total memory in bytes.
     pub memory_bytes: u64,
+    /// How idle CPUs wait: cpuidle driver and governor, and the guest halt
+    /// polling limit on a VM (`haltpoll`), e.g. `haltpoll / haltpoll,
+    /// guest_halt_poll_ns 0`. Empty when unknown.
+    #[serde(default)]
+    pub cpu_idle: String,
+    /// The kernel's CPU latency limit (PM QoS, `/dev/cpu_dma_latency`) in
+    /// µs when the run began; `None` when it could not be read.
+    #[serde(default)]
+    pub cpu_latency_us: Option<i64>,
+}
+
+/// The CPU latency limit that no request constrains (the kernel's default,
+/// 2000 s): idle CPUs may then enter any state.
+pub const CPU_LATENCY_UNCONSTRAINED_US: i64 = 2_000_000_000;
+
+/// The CPU latency limit now in force (µs), the lowest any process holds
+/// through `/dev/cpu_dma_latency`. Reading it adds no request. `None`
+/// without the device or the right to open it (root).
+pub fn cpu_latency_limit_us() -> Option<i64> {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/cpu_dma_latency")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .ok()?;
+    Some(i64::from(i32::from_ne_bytes(b)))
+}
+
+/// `cpu_latency_us` in words: `0 µs (held)`, `unconstrained`, ...
+pub fn fmt_cpu_latency(us: Option<i64>) -> String {
+    match us {
+        None => "unknown".to_owned(),
+        Some(CPU_LATENCY_UNCONSTRAINED_US) => "unconstrained (no request held)".to_owned(),
+        Some(v) => format!("{v} µs (a request held)"),
+    }
+}
+
+/// The cpuidle facts of [`Machine::cpu_idle`], from sysfs under `root`.
+fn cpu_idle_under(root: &std::path::Path) -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(root.join(p))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let driver = read("devices/system/cpu/cpuidle/current_driver");
+    if driver.is_empty() {
+        return String::new();
+    }
+    let mut governor = read("devices/system/cpu/cpuidle/current_governor");
+    if governor.is_empty() {
+        governor = read("devices/system/cpu/cpuidle/current_governor_ro");
+    }
+    let mut out = format!("{driver} / {governor}");
+    let poll = read("module/haltpoll/parameters/guest_halt_poll_ns");
+    if !poll.is_empty() {
+        out.push_str(&format!(", guest_halt_poll_ns {poll}"));
+    }
+    out
 }
 
 impl Machine {
@@ -240,6 +297,8 @@ impl Machine {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
             os,
             memory_bytes: parse_kib_field(&read("/proc/meminfo"), "MemTotal").unwrap_or(0),
+            cpu_idle: cpu_idle_under(std::path::Path::new("/sys")),
+            cpu_latency_us: cpu_latency_limit_us(),
         }
     }
 }
@@ -247,6 +306,35 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_idle_names_driver_governor_and_the_guest_halt_poll() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(cpu_idle_under(root.path()), "");
+        let idle = root.path().join("devices/system/cpu/cpuidle");
+        std::fs::create_dir_all(&idle).unwrap();
+        std::fs::write(idle.join("current_driver"), "intel_idle\n").unwrap();
+        std::fs::write(idle.join("current_governor_ro"), "menu\n").unwrap();
+        assert_eq!(cpu_idle_under(root.path()), "intel_idle / menu");
+        std::fs::write(idle.join("current_governor"), "teo\n").unwrap();
+        let poll = root.path().join("module/haltpoll/parameters");
+        std::fs::create_dir_all(&poll).unwrap();
+        std::fs::write(poll.join("guest_halt_poll_ns"), "200000\n").unwrap();
+        assert_eq!(
+            cpu_idle_under(root.path()),
+            "intel_idle / teo, guest_halt_poll_ns 200000"
+        );
+    }
+
+    #[test]
+    fn cpu_latency_is_worded_by_whether_a_request_is_held() {
+        assert_eq!(fmt_cpu_latency(None), "unknown");
+        assert_eq!(
+            fmt_cpu_latency(Some(CPU_LATENCY_UNCONSTRAINED_US)),
+            "unconstrained (no request held)"
+        );
+        assert_eq!(fmt_cpu_latency(Some(0)), "0 µs (a request held)");
+    }
 
     #[test]
     fn stat_parser_sums_utime_and_stime() {

@@ -98,6 +98,11 @@ pub struct PropagationResult {
     /// Redis AOF rewrites that overlapped the writes (when Redis was given).
     #[serde(default)]
     pub aof_rewrites: Option<u64>,
+    /// The kernel's CPU latency limit (µs) when the writes began: whether a
+    /// process held idle CPUs in shallow states (see
+    /// [`crate::procfs::cpu_latency_limit_us`]); `None` when unreadable.
+    #[serde(default)]
+    pub cpu_latency_us: Option<i64>,
 }
 
 /// Idle keep-alive connections to one server.
@@ -300,6 +305,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     }
     let rtt = poll_rtt(&opts.readers, &format!("{}0", opts.id_prefix), 1000).await?;
     let steal = crate::procfs::StealMeter::start()?;
+    let cpu_latency_us = crate::procfs::cpu_latency_limit_us();
     let rewrites = match &opts.redis_url {
         Some(url) => Some(crate::aof::RewriteMeter::start(url).await?),
         None => None,
@@ -412,5 +418,6 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         poll_rtt: rtt,
         steal_ms: Some(steal_ms),
         aof_rewrites,
+        cpu_latency_us,
     })
 }
