@@ -498,20 +498,21 @@ for i in 1 2 3; do
     PROP_READERS+=(--reader "$ADDR")
     PROP_PIDS+=("$PID")
 done
-for rate in $PROP_RATES; do
+# prop_run RATE FILE: one propagation run to $RESULTS/FILE.
+prop_run() {
+    local rate=$1 every
     every=$(( rate > PROP_TRACK_RATE ? (rate + PROP_TRACK_RATE - 1) / PROP_TRACK_RATE : 1 ))
     "$BENCH" propagation --writer "$WRITER_ADDR" "${PROP_READERS[@]}" --rate "$rate" --secs "$PROP_SECS" \
         --track-every "$every" --body-len "$BODY_LEN" --redis-url "$REDIS_URL" \
-        --json "$RESULTS/propagation-$rate.json"
+        --json "$RESULTS/$2"
+}
+for rate in $PROP_RATES; do
+    prop_run "$rate" "propagation-$rate.json"
 done
 if [ -n "$QOS_PID" ] && [ -n "$PROP_IDLE_RATE" ]; then
     release_cpu_latency
-    rate=$PROP_IDLE_RATE
-    every=$(( rate > PROP_TRACK_RATE ? (rate + PROP_TRACK_RATE - 1) / PROP_TRACK_RATE : 1 ))
-    echo "-- $rate writes/s once more, with no CPU latency request held"
-    "$BENCH" propagation --writer "$WRITER_ADDR" "${PROP_READERS[@]}" --rate "$rate" --secs "$PROP_SECS" \
-        --track-every "$every" --body-len "$BODY_LEN" --redis-url "$REDIS_URL" \
-        --json "$RESULTS/propagation-$rate-idle.json"
+    echo "-- $PROP_IDLE_RATE writes/s once more, with no CPU latency request held"
+    prop_run "$PROP_IDLE_RATE" "propagation-$PROP_IDLE_RATE-idle.json"
     hold_cpu_latency
 fi
 for p in "${PROP_PIDS[@]}"; do stop "$p"; done

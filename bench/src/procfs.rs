@@ -238,7 +238,8 @@ pub fn cpu_latency_limit_us() -> Option<i64> {
     Some(i64::from(i32::from_ne_bytes(b)))
 }
 
-/// `cpu_latency_us` in words: `0 µs (held)`, `unconstrained`, ...
+/// A CPU latency limit in words: `0 µs (a request held)`, `unconstrained
+/// (no request held)` or `unknown`.
 pub fn fmt_cpu_latency(us: Option<i64>) -> String {
     match us {
         None => "unknown".to_owned(),

@@ -445,26 +445,26 @@ fn cpu_latency_clause(us: Option<i64>) -> String {
     })
 }
 
-/// One propagation run's paragraph, table and plot; `idle` is `""` or
-/// `"-idle"` for a run made with no CPU latency request held.
+/// How a run made with no CPU latency request held is labelled.
+const IDLE_LABEL: &str = ", no CPU latency request held";
+
+/// One propagation run's paragraph, table and plot; `idle` for a run made
+/// with no CPU latency request held.
 fn propagation_run(
     o: &mut String,
     p: &PropagationResult,
-    idle: &str,
+    idle: bool,
     plots_dir: &Path,
     plots_rel: &str,
 ) -> Result<()> {
+    let label = if idle { IDLE_LABEL } else { "" };
     let _ = writeln!(
         o,
         "### {} writes/s{}\n\n{} writes acknowledged ({} failed) at {} writes/s achieved; \
          {}; {} polls; writer `/create` latency p50 {} / p99 {}; poll RTT alone p50 {} / p99 {}; \
          VM steal during the writes {}{}{}.\n",
         fmt_count(p.rate as f64),
-        if idle.is_empty() {
-            ""
-        } else {
-            ", no CPU latency request held"
-        },
+        label,
         fmt_count(p.writes as f64),
         p.failed,
         fmt_count(p.achieved_rate),
@@ -502,17 +502,16 @@ fn propagation_run(
         label: "all readers (last to serve)".into(),
         points: &p.all.latency.curve,
     });
-    let name = format!("propagation-{}{idle}.svg", p.rate);
+    let name = format!(
+        "propagation-{}{}.svg",
+        p.rate,
+        if idle { "-idle" } else { "" }
+    );
     percentile_curves(
         &plots_dir.join(&name),
         &format!(
-            "propagation at {} writes/s{}",
-            fmt_count(p.rate as f64),
-            if idle.is_empty() {
-                ""
-            } else {
-                ", no CPU latency request"
-            }
+            "propagation at {} writes/s{label}",
+            fmt_count(p.rate as f64)
         ),
         &series,
     )?;
@@ -615,8 +614,9 @@ const CPU_LATENCY_NOTE: &str = "Propagation is a chain of wake-ups: the writer, 
 reader's subscription thread and the pollers each sleep until the previous one writes to them. \
 When a CPU with nothing to run halts, waking it again costs what the machine's idle states cost: \
 on a VM whose `haltpoll` guest polling is off (`guest_halt_poll_ns 0`, see the machine table), \
-every halt is an exit to the hypervisor, and the poll round trip alone measured 110–130 µs instead \
-of 24–34 µs (hand runs, below in the discussion). So, as low-latency deployments do (`tuned`'s \
+every halt is an exit to the hypervisor, and the poll round trip alone measured 94–129 µs without \
+a request against 24–34 µs with one (hand runs, in the discussion below; each run here gives its \
+own). So, as low-latency deployments do (`tuned`'s \
 `latency-performance` profile), the suite holds a CPU latency request of `CPU_DMA_LATENCY` µs \
 (`/dev/cpu_dma_latency`) for the whole run, every server and baseline alike: idle CPUs then poll \
 instead of halting. Each run below records the limit in force. One more run at 5,000 writes/s is \
@@ -1220,7 +1220,8 @@ otherwise idle, was 94–129 µs in every run without a CPU latency request, aga
 `make bench` runs of the day before on another machine of the same kind. Holding \
 `/dev/cpu_dma_latency` at 0 (a PM QoS request; idle CPUs then poll in the guest instead of \
 halting) brought it to 24–34 µs. Propagation at 5,000 writes/s for 10 s (`heavyread-bench \
-propagation --rate 5000 --secs 10 --track-every 5`), runs alternated with and without the request: \
+propagation --rate 5000 --secs 10 --track-every 5`), in three sets of runs, the last one alternating \
+with and without the request run by run: \
 without, all readers p50 374, 385, 371, 256, 357, 277, 322 µs and p99 1.76, 2.31, 2.22, 1.28, 1.42, \
 1.27, 1.68 ms; with it, p50 197, 207, 251, 208, 267 µs and p99 0.82, 0.95, 2.00, 0.97, 1.16 ms. \
 Reads gain too: one reader pinned to CPU 0 and the syscall floor beside it, `random.lua` from CPU \
@@ -1618,10 +1619,10 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     o.push_str(AOF_NOTE);
     o.push_str(CPU_LATENCY_NOTE);
     for p in &r.propagation {
-        propagation_run(&mut o, p, "", plots_dir, plots_rel)?;
+        propagation_run(&mut o, p, false, plots_dir, plots_rel)?;
     }
     for p in &r.propagation_idle {
-        propagation_run(&mut o, p, "-idle", plots_dir, plots_rel)?;
+        propagation_run(&mut o, p, true, plots_dir, plots_rel)?;
     }
 
     // 5–6. Memory and cold start.
