@@ -94,7 +94,14 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
             0
         };
         if n == 0 {
-            match state.expired.take() {
+            let expired = state.expired.take();
+            // A deadline that passed while the peer's end-of-file waited to
+            // be read (the executor was late, not the client) is no timeout:
+            // the client is done, and the connection ends as it would have.
+            if expired.is_some() && socket.peer_finished() {
+                return;
+            }
+            match expired {
                 Some(Phase::Header) => {
                     core.metrics().timed_out(Timeout::Header);
                     let mut out = core.take_out();

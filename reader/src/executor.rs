@@ -15,7 +15,10 @@
 //! checked by the tick, not timers per read: arming one is a store into a
 //! `Cell`, so the request path allocates nothing for it. An expired
 //! connection is woken with `shutdown(2)`, its pending read then returns
-//! end-of-file and the task sees why in [`ConnState::expired`].
+//! end-of-file and the task sees why in [`ConnState::expired`]. A deadline
+//! that passed while the peer's own end-of-file waited to be read (the
+//! executor ran late) is not counted as a timeout: the connection ends as
+//! the end-of-file alone would have ended it.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

@@ -190,6 +190,11 @@ impl Poller {
 }
 
 impl Socket<'_> {
+    /// Whether the peer has finished sending (see [`sys::peer_finished`]).
+    pub fn peer_finished(&self) -> bool {
+        sys::peer_finished(self.fd)
+    }
+
     /// Reads what is there, waiting for it if nothing is; `Ok(0)` at end of file.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| self.poll_read(cx, buf)).await

@@ -136,6 +136,36 @@ pub fn shutdown(fd: RawFd, how: Shut) {
     unsafe { libc::shutdown(fd, how) };
 }
 
+/// Linux's TCP states (`include/net/tcp_states.h`) in which the peer has
+/// finished sending: its FIN came (or a reset closed the connection).
+const PEER_FINISHED: [u8; 4] = [
+    7,  // TCP_CLOSE
+    8,  // TCP_CLOSE_WAIT
+    9,  // TCP_LAST_ACK
+    11, // TCP_CLOSING
+];
+
+/// Whether the peer of the TCP socket `fd` has finished sending, from the
+/// connection's state (`TCP_INFO`), which a `shutdown(fd, SHUT_RD)` of ours
+/// does not change. False when the state cannot be read.
+pub fn peer_finished(fd: RawFd) -> bool {
+    // SAFETY: tcp_info is plain integers, valid when zeroed.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which is
+    // that large, and stores the length written into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && len > 0 && PEER_FINISHED.contains(&info.tcpi_state)
+}
+
 /// An epoll instance (closed on drop).
 #[derive(Debug)]
 pub struct Epoll(std::os::fd::OwnedFd);
@@ -281,6 +311,66 @@ mod tests {
         let cpus = affinity_cpus().unwrap();
         assert!(!cpus.is_empty());
         assert!(cpus.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// A connected loopback pair: (ours, the peer's).
+    fn tcp_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        (ours, peer)
+    }
+
+    /// Polls `peer_finished` for up to a second (the FIN crosses loopback
+    /// in the kernel, but take no chances).
+    fn becomes_finished(fd: RawFd) -> bool {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < end {
+            if peer_finished(fd) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn peer_finished_follows_the_peer_and_not_our_shutdown() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (ours, mut peer) = tcp_pair();
+        let fd = ours.as_raw_fd();
+        assert!(!peer_finished(fd), "a fresh connection");
+        peer.write_all(b"GET / HTT").unwrap();
+        shutdown(fd, Shut::Read);
+        assert!(!peer_finished(fd), "our own SHUT_RD is not the peer's end");
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(becomes_finished(fd), "the peer's FIN");
+
+        // A reset (the peer closes with linger 0) counts as finished too.
+        let (ours, peer) = tcp_pair();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt reads `linger`, of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                peer.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert!(!peer_finished(ours.as_raw_fd()));
+        drop(peer);
+        assert!(becomes_finished(ours.as_raw_fd()), "the peer's reset");
+
+        // Not a TCP socket: the state cannot be read, so no claim.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!peer_finished(a.as_raw_fd()));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The real binary: SIGTERM stops accepting, finishes in-flight requests,
-//! closes idle connections and exits 0.
+//! closes idle connections and exits 0; stopped and continued, it still
+//! tells a client that finished sending from one that was too slow.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,14 +14,14 @@ use heavyread_sync::testing::RedisServer;
 use heavyread_sync::Publisher;
 
 /// Starts the binary on a free port; returns it and the address it logged.
-fn spawn_reader(redis_url: &str) -> (Child, SocketAddr) {
+fn spawn_reader(redis_url: &str, header_timeout: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_heavyread-reader"))
         .env("HEAVYREAD_LISTEN", "127.0.0.1:0")
         .env("HEAVYREAD_REDIS_URL", redis_url)
         .env("HEAVYREAD_CORES", "1")
         .env("HEAVYREAD_IO_MEMORY", "64KiB")
         .env("HEAVYREAD_DRAIN_TIMEOUT", "3s")
-        .env("HEAVYREAD_HEADER_TIMEOUT", "5s")
+        .env("HEAVYREAD_HEADER_TIMEOUT", header_timeout)
         .env("HEAVYREAD_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -68,7 +69,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     rt.block_on(publisher.load_library()).unwrap();
     rt.block_on(publisher.put("s", br#"{"s":1}"#)).unwrap();
 
-    let (mut child, addr) = spawn_reader(&redis.url());
+    let (mut child, addr) = spawn_reader(&redis.url(), "5s");
     let end = Instant::now() + Duration::from_secs(10);
     while status_of(&get(addr, "/post?id=s")) != 200 {
         assert!(Instant::now() < end, "reader never served the post");
@@ -111,6 +112,59 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
     let status = wait_exit(&mut child, Duration::from_secs(5));
     assert!(status.success(), "exit status {status:?}");
+}
+
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name}");
+}
+
+/// A client that sends part of a head and then its end-of-file is done: the
+/// reader closes without an answer. That must hold when the reader reads
+/// the end-of-file only after the head's deadline has passed (a stalled
+/// process, or a loaded machine): the deadline check must not turn it into
+/// a 408. A head that is really late still gets its 408.
+#[test]
+fn an_end_of_file_read_after_the_head_deadline_is_no_timeout() {
+    let redis = RedisServer::start();
+    let (mut child, addr) = spawn_reader(&redis.url(), "300ms");
+    let mut cut: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+    for s in &mut cut {
+        s.write_all(b"GET /post?id=s HTT").unwrap();
+    }
+    // The reader has read those bytes: every head's clock is running.
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, "STOP");
+    for s in &cut {
+        s.shutdown(Shutdown::Write).unwrap();
+    }
+    // Past every head's deadline and the tick that checks it.
+    std::thread::sleep(Duration::from_millis(800));
+    signal(&child, "CONT");
+    for (i, s) in cut.iter_mut().enumerate() {
+        let out = read_to_close(s);
+        assert!(
+            out.is_empty(),
+            "connection {i} that ended its head with end-of-file was answered: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let mut late = connect(addr);
+    late.write_all(b"GET /post?id=s HTT").unwrap();
+    let out = read_to_close(&mut late);
+    assert_eq!(status_of(&out), 408, "{:?}", String::from_utf8_lossy(&out));
+    let page = get(addr, "/metrics");
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains("heavyread_reader_connection_timeouts_total{phase=\"header\"} 1\n"),
+        "{page}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
