@@ -1234,6 +1234,49 @@ the 5,000 writes/s run without it. An idle CPU that polls burns its time slice o
 of yielding it, so this is a setting for dedicated reader machines (`tuned-adm profile \
 latency-performance` sets the same request), not a default of the reader.\n\n";
 
+const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
+Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
+to CPU 0 and the client (a small Python script, not part of the project) to CPU 1: one keep-alive \
+connection, one request at a time (the next one is sent when the answer has arrived), 500 requests per run, the server thread's CPU time from \
+`/proc/<pid>/task/<tid>/schedstat`. Each request then finds the server asleep, as a poll of the \
+propagation runs and most requests of the open-loop runs do. Two rounds each:\n\n\
+| time between requests | floor µs CPU/req | floor round trip | reader µs CPU/req | reader round trip |\n\
+|---|---:|---:|---:|---:|\n\
+| none | 5.9, 6.1 | 11, 11 µs | 31.8, 23.5 | 29, 20 µs |\n\
+| 1 ms | 12.7, 15.7 | 21, 29 µs | 30.6, 28.5 | 31, 34 µs |\n\
+| 20 ms | 45.2, 50.7 | 100, 90 µs | 126.0, 155.5 | 167, 190 µs |\n\n\
+After 20 ms of idleness even the floor's `epoll_wait`, `recv` and `send` cost about eight times what \
+they cost back to back: on this VM whatever ran meanwhile has taken the caches. At 64 connections \
+the reader costs about 2 µs per request more than the floor (the tables above); here, woken for \
+each request, 17–26 µs more. `perf stat -e 'syscalls:sys_enter_*'` on the executor's thread \
+during 5 s of back-to-back requests counted, per request, 8.4 `io_uring_enter`, 2.0 \
+`epoll_wait`, 1 `recvfrom`, 1 `sendto` and 1.0 `membarrier` (the floor: one `epoll_wait`, \
+one `recvfrom`, one `sendto`). glommio 0.9's reactor, on every pass of its loop, cancels and \
+re-arms its two preemption timers (a timeout in the latency ring, and one in the main ring \
+linked to an eventfd write), submitting each ring on its own; going to sleep adds a \
+`membarrier`, a poll that links the latency ring into the main ring, the wait, and the \
+cancellation of that poll after waking; and the reader's own wait for its epoll instance is \
+one more io_uring poll, completed through task work. Two prototypes, measured against the \
+build without them, alternating, and **not kept**:\n\n\
+- **Re-arm a preemption timer only once it has fired** (vendored glommio): `io_uring_enter` per \
+request back to back 7.2 → 4.75 and the thread's CPU per request 32.8 → 23.1 µs (`perf stat`, 5 s \
+each, the build without it measured in the same minutes). But at 64 connections six alternating `random.lua` runs gave 8.26, 8.46, 7.23, 7.44, \
+7.81, 8.12 µs against 7.51, 7.42, 7.29, 7.25, 7.26, 8.78 µs without it; five open-loop runs at \
+80,000 req/s 8.55, 7.81, 7.91, 8.59, 8.86 µs against 8.33, 8.61, 9.28, 8.80, 8.59 µs, with no \
+consistent change in p99; propagation at 5,000 writes/s p50 277, 202, 273 µs against 250, 264, \
+276 µs. No section of this report moved beyond its noise.\n\
+- **Let the poller block in `epoll_wait` for up to 1 ms** when nothing is ready, before \
+glommio parks: back to back 25.3 and 18.5 µs against 40.8 and 34.4 µs, at 64 connections 8.74, \
+8.29, 8.11 against 8.91, 9.11, 9.57 µs, in the open loop 8.53 and 8.52 against 9.33 and 9.08 µs \
+but with a higher p50 (635 and 730 against 482 and 657 µs); with 1 ms between requests it pays \
+both waits (67.1 and 70.0 against 44.6 and 66.0 µs). Blocking the thread outside glommio also \
+holds up its timers, its accepts and wake-ups from other threads for as long as it blocks.\n\n\
+What would take the wake-up cost out is glommio sleeping in the executor's epoll instance \
+itself, with its rings' fds and its wake-up eventfd registered there, so that a request wakes \
+the thread the way it wakes the floor. That is a change to glommio's reactor, not to the reader. \
+It should lower the open-loop CPU and each propagation poll's round trip (not measured), not \
+the 64-connection cost, where the executor rarely sleeps.\n\n";
+
 /// Writes the plots into `plots_dir` and returns the markdown, which links
 /// them as `plots_rel/<name>.svg`.
 pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> {
@@ -1767,6 +1810,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     bounded_section(&mut o, r);
 
     o.push_str(PROFILE_DISCUSSION);
+    o.push_str(WAKE_DISCUSSION);
     o.push_str(STALLS_DISCUSSION);
     o.push_str(IDLE_DISCUSSION);
 
