@@ -1256,7 +1256,7 @@ re-arms its two preemption timers (a timeout in the latency ring, and one in the
 linked to an eventfd write), submitting each ring on its own; going to sleep adds a \
 `membarrier`, a poll that links the latency ring into the main ring, the wait, and the \
 cancellation of that poll after waking; and the reader's own wait for its epoll instance is \
-one more io_uring poll, completed through task work. Two prototypes, measured against the \
+one more io_uring poll, completed through task work. Three prototypes, measured against the \
 build without them, alternating, and **not kept**:\n\n\
 - **Re-arm a preemption timer only once it has fired** (vendored glommio): `io_uring_enter` per \
 request back to back 7.2 → 4.75 and the thread's CPU per request 32.8 → 23.1 µs (`perf stat`, 5 s \
@@ -1270,12 +1270,23 @@ glommio parks: back to back 25.3 and 18.5 µs against 40.8 and 34.4 µs, at 64 c
 8.29, 8.11 against 8.91, 9.11, 9.57 µs, in the open loop 8.53 and 8.52 against 9.33 and 9.08 µs \
 but with a higher p50 (635 and 730 against 482 and 657 µs); with 1 ms between requests it pays \
 both waits (67.1 and 70.0 against 44.6 and 66.0 µs). Blocking the thread outside glommio also \
-holds up its timers, its accepts and wake-ups from other threads for as long as it blocks.\n\n\
-What would take the wake-up cost out is glommio sleeping in the executor's epoll instance \
-itself, with its rings' fds and its wake-up eventfd registered there, so that a request wakes \
-the thread the way it wakes the floor. That is a change to glommio's reactor, not to the reader. \
-It should lower the open-loop CPU and each propagation poll's round trip (not measured), not \
-the 64-connection cost, where the executor rarely sleeps.\n\n";
+holds up its timers, its accepts and wake-ups from other threads for as long as it blocks.\n\
+- **Let glommio sleep in an epoll instance** that holds the reader's epoll instance and the \
+fds of glommio's main and latency rings, instead of in `io_uring_enter` with a poll of the \
+reader's epoll instance armed in the ring (vendored glommio; everything else that wakes a \
+sleeping executor posts a completion to one of the rings or interrupts the wait with task \
+work), so a request wakes the thread the way it wakes the floor. Back to back: 24.6 and 19.2 µs \
+against 43.9 and 32.6 µs, round trip 21 and 20 against 40 and 34 µs; `perf stat`, 5 s each: \
+6.0 `io_uring_enter` and 3.0 `epoll_wait` per request against 8.1 and 2.0, 21.0 against 29.6 µs \
+of CPU per request. With 1 ms or 20 ms between requests, no difference (35.1, 47.4 against \
+31.2, 51.1 µs; 140.6, 160.4 against 126.9, 164.4 µs). At 64 connections six alternating runs: \
+8.36, 8.36, 8.30, 7.42, 7.26, 7.82 µs against 7.99, 7.66, 10.00, 10.32, 7.69, 8.37 µs (the build \
+that ran second in a pair did better in five of the six pairs); open loop at 80,000 req/s: 9.39, 9.03, 8.84 µs \
+against 9.36, 9.12, 9.19 µs, p99 4.88, 3.96, 3.30 ms against 11.5, 8.98, 4.03 ms, but with less \
+VM steal in its runs (40, 10, 20 ms against 80, 100, 40 ms); propagation at 5,000 writes/s, \
+three readers restarted with each build in turn: p50 290, 222, 320 µs against 267, 252, 304 µs, \
+the poll round trip 26–30 µs for both. Not kept: no section of this report moved beyond its \
+noise, for a second way of sleeping in glommio's reactor.\n\n";
 
 /// Writes the plots into `plots_dir` and returns the markdown, which links
 /// them as `plots_rel/<name>.svg`.
