@@ -1145,7 +1145,14 @@ next version itself, under the sync state's lock when the sync thread is idle, i
 sync thread through the channel (commit a1510dc): one thread wake-up less per change and reader. \
 Alternating builds by hand, 3 readers, 5,000 writes/s, six runs each: p50 302/274/333/366/310/371 µs \
 before, 238/273/272/353/235/273 µs after (all 50,001 messages of a run applied directly); at 1,000 \
-writes/s no difference (139–151 µs), where the poll round trips and scheduling dominate.\n\n\
+writes/s no difference (139–151 µs), where the poll round trips and scheduling dominate. The writer sends each change's `FCALL` behind a `PING` in the same \
+write (commit b5601e9). Redis answers the clients of one event-loop turn in the reverse order in \
+which they got something to answer, and the subscribers get their message during the `FCALL`, so \
+alone it made Redis answer the writer first: in a `perf sched` trace at 20 writes/s Redis woke \
+the writer's thread 120–170 µs before the three readers' subscription threads. With the `PING` \
+first, the writer's connection is answered last. Six alternating hand runs at 5,000 writes/s, \
+three readers: p50 231, 233, 208, 195, 225, 179 µs with it against 290, 237, 239, 265, 258, \
+198 µs without; at 200 writes/s 172 and 164 µs against 209 and 245 µs.\n\n\
 **Instructions per request** (callgrind, which counts instructions whatever the machine's noise). \
 The reader ran under `valgrind --tool=callgrind --toggle-collect=heavyread_reader::connection::process`, \
 so only the parsing, lookup and answer of each read's requests count, with 100,000 posts and wrk for \
@@ -1247,8 +1254,8 @@ propagation runs and most requests of the open-loop runs do. Two rounds each:\n\
 | 20 ms | 45.2, 50.7 | 100, 90 µs | 126.0, 155.5 | 167, 190 µs |\n\n\
 After 20 ms of idleness even the floor's `epoll_wait`, `recv` and `send` cost about eight times what \
 they cost back to back: on this VM whatever ran meanwhile has taken the caches. At 64 connections \
-the reader costs about 2 µs per request more than the floor (the tables above); here, woken for \
-each request, 17–26 µs more. `perf stat -e 'syscalls:sys_enter_*'` on the executor's thread \
+the reader costs 1.3–2.3 µs per request more than the floor (the tables above, and the run before \
+them); here, woken for each request, 17–26 µs more. `perf stat -e 'syscalls:sys_enter_*'` on the executor's thread \
 during 5 s of back-to-back requests counted, per request, 8.4 `io_uring_enter`, 2.0 \
 `epoll_wait`, 1 `recvfrom`, 1 `sendto` and 1.0 `membarrier` (the floor: one `epoll_wait`, \
 one `recvfrom`, one `sendto`). glommio 0.9's reactor, on every pass of its loop, cancels and \
