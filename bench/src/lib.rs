@@ -28,6 +28,8 @@
 //!   the least CPU per request any server can use on the machine.
 //! - `report`, `plot`: the markdown report and its SVG plots.
 //! - `openloop`: reads at a fixed rate, latency from when each was due.
+//! - `pingpong`: one request at a time on one connection, so each one wakes
+//!   the server: its CPU per request and round trip.
 //! - `client`: a minimal keep-alive HTTP/1.1 client that counts bytes.
 //! - `process`, `procfs`, `sys`: child processes, `/proc` parsing, and the
 //!   libc calls of the tools (with `floor`'s epoll and `accept4` wrappers,
@@ -49,6 +51,7 @@ pub mod export;
 pub mod floor;
 pub mod memory;
 pub mod openloop;
+pub mod pingpong;
 pub mod plot;
 pub mod process;
 pub mod procfs;

@@ -15,8 +15,8 @@ use heavyread_bench::results::write_opt;
 use heavyread_bench::seed::SeedOptions;
 use heavyread_bench::stats::{fmt_bytes, fmt_count, fmt_us};
 use heavyread_bench::{
-    bandwidth, baseline, bounded, coldstart, export, floor, memory, openloop, propagation, seed,
-    writes, wrk,
+    bandwidth, baseline, bounded, coldstart, export, floor, memory, openloop, pingpong,
+    propagation, seed, writes, wrk,
 };
 
 #[derive(Parser, Debug)]
@@ -436,6 +436,29 @@ enum Cmd {
     },
     /// Prints a free TCP port on 127.0.0.1.
     FreePort,
+    /// One request at a time on one keep-alive connection, with a pause
+    /// between them: each request wakes the server. Its CPU per request and
+    /// the round trip.
+    Pingpong {
+        /// Server address (host:port).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Target of every GET; it must answer 200.
+        #[arg(long, default_value = "/post?id=post-0")]
+        path: String,
+        /// Measured requests.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Milliseconds between an answer and the next request.
+        #[arg(long, default_value_t = 0.0)]
+        gap_ms: f64,
+        /// Server process whose CPU time is measured (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// Result file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Open-loop reads at a fixed rate: latency from when each request was
     /// due (no coordinated omission), e.g. at 80% of the maximum rate.
     Openloop {
@@ -515,6 +538,37 @@ fn main() -> Result<()> {
             eprintln!("floor: listening on {}", f.local_addr()?);
         }
         return Ok(f.run()?);
+    }
+    if let Cmd::Pingpong {
+        addr,
+        path,
+        requests,
+        gap_ms,
+        pids,
+        json,
+    } = cmd
+    {
+        if !(gap_ms.is_finite() && gap_ms >= 0.0) {
+            bail!("--gap-ms must be a number of milliseconds, 0 or more");
+        }
+        // Blocking, one thread: the client's own wake-ups stay simple.
+        let r = pingpong::run(&pingpong::PingpongOptions {
+            addr,
+            path,
+            requests,
+            gap: Duration::from_secs_f64(gap_ms / 1000.0),
+            pids,
+        })?;
+        println!(
+            "pingpong: {} requests, {} ms apart: server CPU {} per request, round trip p50 {}, p99 {}",
+            r.requests,
+            r.gap_ms,
+            r.cpu_us_per_req
+                .map_or("unmeasured (no --pid)".to_owned(), |c| format!("{c:.1} µs")),
+            fmt_us(r.rtt.p50),
+            fmt_us(r.rtt.p99)
+        );
+        return write_opt(json.as_deref(), &r);
     }
     if let Cmd::Openloop { .. } = &cmd {
         // One thread: the dispatcher and every connection.
@@ -944,7 +998,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             );
             write_opt(json.as_deref(), &r)?;
         }
-        Cmd::BaselineAxum { .. } | Cmd::Floor { .. } => unreachable!("handled in main"),
+        Cmd::BaselineAxum { .. } | Cmd::Floor { .. } | Cmd::Pingpong { .. } => {
+            unreachable!("handled in main")
+        }
         Cmd::Machine { json } => {
             let r = RunInfo::capture();
             println!(

@@ -103,6 +103,28 @@ pub fn cpu_secs(pid: u32) -> Result<(String, f64)> {
     Ok((comm, ticks as f64 / clock_ticks_per_sec() as f64))
 }
 
+/// CPU time a process's threads have run, in nanoseconds: the sum of the
+/// first field of each `/proc/<pid>/task/<tid>/schedstat` (the scheduler's
+/// own count, where `stat` counts clock ticks of 10 ms). Threads that ended
+/// are not in it, so measure across an interval in which none do.
+pub fn process_run_ns(pid: u32) -> Result<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let mut total = 0;
+    for t in tasks.flatten() {
+        // A thread may end between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        total += text
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("unreadable schedstat of {pid}: {text:?}"))?;
+    }
+    Ok(total)
+}
+
 /// Resident set size of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -1243,19 +1243,21 @@ latency-performance` sets the same request), not a default of the reader.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
-to CPU 0 and the client (a small Python script, not part of the project) to CPU 1: one keep-alive \
-connection, one request at a time (the next one is sent when the answer has arrived), 500 requests per run, the server thread's CPU time from \
-`/proc/<pid>/task/<tid>/schedstat`. Each request then finds the server asleep, as a poll of the \
-propagation runs and most requests of the open-loop runs do. Two rounds each:\n\n\
-| time between requests | floor µs CPU/req | floor round trip | reader µs CPU/req | reader round trip |\n\
+to CPU 0 and the client to CPU 1: `heavyread-bench pingpong --addr <server> --path \
+/post?id=post-7 --gap-ms <0|1|20> --pid <server pid>`, one keep-alive connection, one request at \
+a time (the next one is sent when the answer has arrived), 500 requests per run, the server \
+process's CPU time from `/proc/<pid>/task/*/schedstat`. Each request then finds the server \
+asleep, as a poll of the propagation runs and most requests of the open-loop runs do. The \
+reader served 100,000 posts (two other readers and the writer idle beside it). Two rounds:\n\n\
+| time between requests | floor µs CPU/req | floor round trip p50 | reader µs CPU/req | reader round trip p50 |\n\
 |---|---:|---:|---:|---:|\n\
-| none | 5.9, 6.1 | 11, 11 µs | 31.8, 23.5 | 29, 20 µs |\n\
-| 1 ms | 12.7, 15.7 | 21, 29 µs | 30.6, 28.5 | 31, 34 µs |\n\
-| 20 ms | 45.2, 50.7 | 100, 90 µs | 126.0, 155.5 | 167, 190 µs |\n\n\
-After 20 ms of idleness even the floor's `epoll_wait`, `recv` and `send` cost about eight times what \
-they cost back to back: on this VM whatever ran meanwhile has taken the caches. At 64 connections \
+| none | 12.1, 8.3 | 13.7, 14.7 µs | 30.7, 26.0 | 33.3, 26.7 µs |\n\
+| 1 ms | 18.0, 18.4 | 22.6, 31.2 µs | 38.4, 45.8 | 30.9, 42.2 µs |\n\
+| 20 ms | 49.2, 50.9 | 97.7, 109 µs | 145.9, 130.9 | 174, 156 µs |\n\n\
+After 20 ms of idleness even the floor's `epoll_wait`, `recv` and `send` cost four to six times \
+what they cost back to back: on this VM whatever ran meanwhile has taken the caches. At 64 connections \
 the reader costs 1.3–2.3 µs per request more than the floor (the tables above, and the run before \
-them); here, woken for each request, 17–26 µs more. `perf stat -e 'syscalls:sys_enter_*'` on the executor's thread \
+them); here, woken for each request, 18–19 µs more. `perf stat -e 'syscalls:sys_enter_*'` on the executor's thread \
 during 5 s of back-to-back requests counted, per request, 8.4 `io_uring_enter`, 2.0 \
 `epoll_wait`, 1 `recvfrom`, 1 `sendto` and 1.0 `membarrier` (the floor: one `epoll_wait`, \
 one `recvfrom`, one `sendto`). glommio 0.9's reactor, on every pass of its loop, cancels and \
@@ -1264,7 +1266,9 @@ linked to an eventfd write), submitting each ring on its own; going to sleep add
 `membarrier`, a poll that links the latency ring into the main ring, the wait, and the \
 cancellation of that poll after waking; and the reader's own wait for its epoll instance is \
 one more io_uring poll, completed through task work. Three prototypes, measured against the \
-build without them, alternating, and **not kept**:\n\n\
+build without them, alternating, and **not kept** (their builds are not in the repository; \
+their back-to-back figures came from a small Python client doing what `pingpong` does, before \
+that tool was written):\n\n\
 - **Re-arm a preemption timer only once it has fired** (vendored glommio): `io_uring_enter` per \
 request back to back 7.2 → 4.75 and the thread's CPU per request 32.8 → 23.1 µs (`perf stat`, 5 s \
 each, the build without it measured in the same minutes). But at 64 connections six alternating `random.lua` runs gave 8.26, 8.46, 7.23, 7.44, \
