@@ -53,7 +53,8 @@
 #                             10% of their accounted bytes must reach the
 #                             reader's 1 MiB minimum budget
 #   ZIPF_S=0.99               Zipf skew of the bounded-memory load
-#   HIT_ROUNDS=2 [1]          rounds of the CPU-per-hit comparison
+#   HIT_ROUNDS=5 [1]          rounds of the CPU-per-hit comparison (median of
+#                             the rounds' bounded ÷ unbounded ratios)
 #   SERVER_CPU=0 CLIENT_CPU=1 CPUs for the pinned runs
 #   SKIP_BUILD=1              use the binaries already in target/release
 #   READER_BIN, WRITER_BIN    other reader / writer binaries (default: target/release)
@@ -82,7 +83,7 @@ if [ "$SMOKE" = 1 ]; then
 else
     : "${N:=100000}" "${BIG_N:=1000000}" "${DURATION:=10}" "${WARMUP:=2}" "${PROP_SECS:=10}"
     : "${BW_REQUESTS:=200000}" "${WRITE_SECS:=5}" "${BULK_N:=100000}" "${COLD_RUNS:=3}"
-    : "${BOUNDED_N:=$N}" "${HIT_ROUNDS:=2}"
+    : "${BOUNDED_N:=$N}" "${HIT_ROUNDS:=5}"
 fi
 : "${ZIPF_S:=0.99}"
 ALL_STEPS="read propagation writes memory bounded"
