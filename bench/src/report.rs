@@ -1318,7 +1318,22 @@ every lookup through the bounded path) against the unbounded one, five alternati
 `random.lua`: 11.16, 11.39, 11.68, 13.74, 13.51 µs against 11.26, 11.38, 11.90, 13.48, 12.09 µs, \
 the rounds' own ratios 0.99, 1.00, 0.98, 1.02 and 1.12. The run of 2026-11-27 had read 1.196 by \
 setting each side's best of two rounds against the other, runs minutes apart; section 9 now takes \
-the median of five rounds' own ratios.\n\n\
+the median of five rounds' own ratios.\n\
+- **Which reader is last in section 4.** Three readers, one executor each, readers 1 and 3 on CPU \
+0 and reader 2 on CPU 1 as in section 4, a hand redis-server and writer, `heavyread-bench \
+propagation --rate R --secs 10`, three runs at 5,000 writes/s and one at each other rate. Reader 3 was the last at p50 in \
+every run: at 5,000 writes/s 275, 332, 310 µs against 205, 244, 223 µs for reader 1 and 196, 224, \
+214 µs for reader 2; at 1,000 writes/s 224 against 160 and 161 µs; at 200 writes/s, the machine \
+otherwise idle, 247 against 179 and 183 µs. The order in which the readers subscribed does not \
+decide it (reader 1 restarted, so that it subscribed last, stayed the fastest), the order in which \
+they are polled does: listed as 3, 1, 2 on the command line, reader 1 became the last (281 and 248 \
+µs against 234 and 203 µs for reader 3). Each change's first polls go out to the readers in the \
+order given, and the second of the two readers on CPU 0 is woken while the first one's executor \
+answers its poll; woken from sleep, an executor's answer costs tens of µs (the section on waking \
+above). Per change, each reader's pub/sub thread spent 10.9–11.7 µs of CPU and its executor \
+13.3–14.5 µs (answering polls), from `/proc/<pid>/task/*/schedstat` over a 5,000 writes/s run. So \
+the p50 over all three readers is that of the reader which shares a CPU and is polled second; \
+readers on machines of their own would not queue behind each other.\n\n\
 What it means for issue 9: the 5 µs and 0.7 µs targets are further below this VM's floor than \
 below the Intel VM's (this run: 9.01 and 1.27 µs). The one way left to lower the floor itself is \
 fewer kernel entries per request, submitting the sends and receives of many connections in one \
