@@ -738,8 +738,8 @@ like the others) is a server that answers every request head with one fixed answ
 reader's shape and mean size, one `recv` and one `send` per read on level-triggered epoll, no \
 parsing and no lookups: the kernel's loopback TCP work plus the least user-space work. No \
 server answering the same loads with a `recv` and a `send` per read can use less CPU per \
-request on this machine (submitting the reads and writes of many connections in one system \
-call could save part of the system-call cost, not the TCP work). The reader's CPU above the \
+request on this machine; a prototype that submits the reads and writes of many connections \
+in one `io_uring_enter` measured no lower (the discussion's last section). The reader's CPU above the \
 floor is what its own work costs: parsing, the lookup, building the answer, and its runtime.";
 
 /// The performance targets of issue 9, each against what this run measured.
@@ -1175,10 +1175,11 @@ length comes from its parsed parts instead of a scan. Time per request did not m
 noise: five alternating runs in a slow hour gave 2.17 → 2.15 µs pipelined and 9.68 → 9.16 µs \
 keep-alive. The request path is bound by the lookup's cache misses and by the kernel, not by \
 instructions. The tables above are the measurement of the result; the targets table \
-at the top says which targets are met. Not done: submitting the sends and receives of many \
-connections together through io_uring (it would save part of the system-call cost, not the TCP \
-work), and prefetching across the lookups of a pipelined read (papaya's API gives no address to \
-prefetch before the lookup itself).\n\n";
+at the top says which targets are met. Not done in the reader: submitting the sends and \
+receives of many connections together through io_uring (a floor built that way, measured on \
+2026-12-06, was no cheaper than the epoll floor: the last section), and prefetching across the \
+lookups of a pipelined read (papaya's API gives no address to prefetch before the lookup \
+itself).\n\n";
 
 const STALLS_DISCUSSION: &str = "## Discussion: `/bulk`, cold start, and this VM's 100 ms stalls\n\n\
 Hand measurements of 2026-11-27 (commits b72c97f, af637d1, 450b916, db750f8), release builds, a local \
@@ -1334,11 +1335,22 @@ above). Per change, each reader's pub/sub thread spent 10.9–11.7 µs of CPU an
 13.3–14.5 µs (answering polls), from `/proc/<pid>/task/*/schedstat` over a 5,000 writes/s run. So \
 the p50 over all three readers is that of the reader which shares a CPU and is polled second; \
 readers on machines of their own would not queue behind each other.\n\n\
+- **A floor on io_uring, measured and not kept.** Does submitting the sends and receives of \
+many connections in one system call lower the floor? A prototype of the floor (not in the \
+repository: a single thread on an io_uring ring with `SINGLE_ISSUER`, `COOP_TASKRUN` and \
+`DEFER_TASKRUN`, connections accepted by a multishot accept, read by a multishot receive from a \
+registered ring of 1,024 buffers, answered by `send` requests, all of a pass submitted by the one \
+`io_uring_enter` that also waits for the next completions; the same 573-byte answer) against the \
+epoll floor, three alternating rounds: keep-alive 11.97, 11.52, 14.10 µs against 10.47, 11.07, \
+14.15 µs per request; pipelined 1.22, 1.41, 1.36 µs against 1.16, 1.17, 1.11 µs. It made one \
+`io_uring_enter` per 1.2–1.7 requests: one wrk thread on the other CPU sends more slowly than \
+either floor answers, so requests arrive one or two at a time whatever the server could batch, \
+and each batch pays a wake-up.\n\n\
 What it means for issue 9: the 5 µs and 0.7 µs targets are further below this VM's floor than \
-below the Intel VM's (this run: 9.01 and 1.27 µs). The one way left to lower the floor itself is \
-fewer kernel entries per request, submitting the sends and receives of many connections in one \
-`io_uring_enter`: at most about 1 µs of the 13 here, and 0.4 of the 7 on the Intel VM, the TCP work \
-staying; neither reaches 5 µs.\n\n";
+below the Intel VM's (this run: 9.01 and 1.27 µs), and batching the kernel entries through \
+io_uring did not lower the floor under this load, so no design measured here reaches them. \
+What is left of the reader's own cost is its work above the floor: 3.9 µs keep-alive and \
+1.1 µs pipelined in this run.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
