@@ -1335,6 +1335,16 @@ above). Per change, each reader's pub/sub thread spent 10.9–11.7 µs of CPU an
 13.3–14.5 µs (answering polls), from `/proc/<pid>/task/*/schedstat` over a 5,000 writes/s run. So \
 the p50 over all three readers is that of the reader which shares a CPU and is polled second; \
 readers on machines of their own would not queue behind each other.\n\n\
+- **Waking costs more here too.** `heavyread-bench pingpong --requests 1000` (one request at a \
+time), two rounds each: the floor 22.3 and 20.4 µs of CPU per request back to back, 36.2 and \
+36.6 µs with 1 ms between requests (round trip p50 84 and 91 µs); the reader 30.4 and 44.7 µs back \
+to back, 83.8 and 87.0 µs with 1 ms between requests (round trip p50 104 µs). With 1 ms between \
+requests the reader made 9.0 `io_uring_enter`, 2.0 `epoll_wait` and 1.0 `membarrier` per request \
+(`perf stat`, 2 s). The first prototype above (preemption timers re-armed only once they have \
+fired, rebuilt for this VM) brought that to 7.0 `io_uring_enter` but not the CPU: 79.4 and 79.5 µs \
+with 1 ms between requests, 43.6 and 52.3 µs back to back, and at 64 connections 13.61, 11.67, \
+13.26, 12.29 µs against 12.68, 12.00, 12.08, 13.23 µs without it (four alternating rounds). Not \
+kept, again.\n\
 - **A floor on io_uring, measured and not kept.** Does submitting the sends and receives of \
 many connections in one system call lower the floor? A prototype of the floor (not in the \
 repository: a single thread on an io_uring ring with `SINGLE_ISSUER`, `COOP_TASKRUN` and \
