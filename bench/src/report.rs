@@ -1356,11 +1356,11 @@ epoll floor, three alternating rounds: keep-alive 11.97, 11.52, 14.10 µs agains
 `io_uring_enter` per 1.2–1.7 requests: one wrk thread on the other CPU sends more slowly than \
 either floor answers, so requests arrive one or two at a time whatever the server could batch, \
 and each batch pays a wake-up.\n\n\
-What it means for issue 9: the 5 µs and 0.7 µs targets are further below this VM's floor than \
-below the Intel VM's (this run: 9.01 and 1.27 µs), and batching the kernel entries through \
-io_uring did not lower the floor under this load, so no design measured here reaches them. \
-What is left of the reader's own cost is its work above the floor: 3.9 µs keep-alive and \
-1.1 µs pipelined in this run.\n\n";
+What it means for issue 9: the 5 µs and 0.7 µs targets are further below the AMD VM's floor \
+than below the Intel VM's (`make bench` at c2f58d9 on the AMD VM: 9.01 and 1.27 µs), and \
+batching the kernel entries through io_uring did not lower the floor under this load, so no \
+design measured here reaches them. What is left of the reader's own cost is its work above the \
+floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
