@@ -32,6 +32,9 @@
 #   WARMUP=2 [1]              unmeasured seconds before each wrk run
 #   CONNECTIONS=64            wrk connections
 #   PIPELINE_DEPTH=16         requests per write in the pipelined runs
+#   HOT_IDS=64                posts the reader's hot-set runs read (ids drawn
+#                             from the first HOT_IDS only: every lookup hits the
+#                             CPU caches), beside its runs over all N
 #   LOAD_SHARE=0.8            share of each server's maximum rate offered by
 #                             the open-loop latency runs (section 2b)
 #   PROP_RATES="1000 5000 10000"   propagation write rates (writes/s)
@@ -96,7 +99,7 @@ for st in $STEPS; do
 done
 # step NAME: whether NAME is one of STEPS.
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-: "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${PROP_RATES:=1000 5000 10000}"
+: "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${HOT_IDS:=64}" "${PROP_RATES:=1000 5000 10000}"
 : "${PROP_TRACK_RATE:=1000}" "${LOAD_SHARE:=0.8}"
 : "${CPU_DMA_LATENCY=0}" "${PROP_IDLE_RATE=5000}"
 case "$CPU_DMA_LATENCY" in
@@ -376,6 +379,7 @@ DURATION=$DURATION
 WARMUP=$WARMUP
 CONNECTIONS=$CONNECTIONS
 PIPELINE_DEPTH=$PIPELINE_DEPTH
+HOT_IDS=$HOT_IDS
 PROP_RATES=$PROP_RATES
 LOAD_SHARE=$LOAD_SHARE
 PROP_SECS=$PROP_SECS
@@ -423,6 +427,9 @@ section "1-2. reads, server pinned to CPU $SERVER_CPU, wrk pinned to CPU $CLIENT
 reader_start reader-1 "$SERVER_CPU" --cores 1
 R1_PID=$PID R1_ADDR=$ADDR
 wrk_run read-reader-1 "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "$R1_ADDR" random.lua yes 1 1 "$R1_PID"
+# The same reader and load over a hot set: what the lookups' cache misses cost is the difference.
+wrk_run read-reader-hot "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU, ids from the first $HOT_IDS posts" \
+    "$R1_ADDR" random.lua yes 1 1 "$R1_PID" -- "HR_IDS=$HOT_IDS"
 
 nginx_start nginx-1 1 yes
 NGINX_PID=$PID
@@ -457,6 +464,8 @@ openloop_run load-nginx "nginx, 1 worker pinned to CPU $SERVER_CPU" "$NGINX1_ADD
 # ---------------------------------------------------------------- 3. pipelined
 section "3. pipelined reads, depth $PIPELINE_DEPTH (same pinning)"
 wrk_run pipe-reader "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "$R1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$R1_PID"
+wrk_run pipe-reader-hot "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU, ids from the first $HOT_IDS posts" \
+    "$R1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$R1_PID" -- "HR_IDS=$HOT_IDS"
 wrk_run pipe-nginx "nginx, 1 worker pinned to CPU $SERVER_CPU" "$NGINX1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$NGINX1_PID"
 wrk_run pipe-floor "syscall floor, pinned to CPU $SERVER_CPU" "$FLOOR_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$FLOOR_PID"
 wrk_run pipe-axum "axum (1 worker) + redis-server, pinned to CPU $SERVER_CPU" "$AXUM1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$AXUM1_PID" "$REDIS_PID"
