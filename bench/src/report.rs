@@ -769,7 +769,9 @@ fn cost_split(
     };
     Some(format!(
         "Of the reader's {:.2} µs per request above the floor, {misses}, and **{:.2} µs** the \
-         rest of its own work over the hot set: parsing, building the answer, its runtime.",
+         rest of its own work over the hot set: parsing, building the answer, its runtime. \
+         One run of each, back to back: the split carries the noise between two runs, which \
+         on the VMs measured so far was often 10% of a run's CPU per request.",
         r - f,
         h - f
     ))
@@ -1402,7 +1404,38 @@ epoll floor, three alternating rounds: keep-alive 11.97, 11.52, 14.10 µs agains
 14.15 µs per request; pipelined 1.22, 1.41, 1.36 µs against 1.16, 1.17, 1.11 µs. It made one \
 `io_uring_enter` per 1.2–1.7 requests: one wrk thread on the other CPU sends more slowly than \
 either floor answers, so requests arrive one or two at a time whatever the server could batch, \
-and each batch pays a wake-up.\n\n\
+and each batch pays a wake-up.\n\
+- **Where the reader's CPU above the floor goes: the lookup's cache misses.** The floor looks \
+nothing up; the reader finds each id in papaya's table, follows the slot to papaya's node (the \
+24-byte entry handle) and the node to the post's block, compares the id there and copies the \
+block. Each of these loads needs the one before it. The same reader, load and pinning, ids drawn \
+from all 100,000 posts or from the first 64 only, three alternating rounds of \
+`heavyread-bench wrk` each: pipelined 3.06, 2.73, 2.97 µs per request against 2.02, 1.80, \
+2.04 µs; keep-alive 17.04, 17.54, 17.41 µs against 16.11, 14.97, 16.04 µs (a slow hour of the \
+VM). Two rounds of the pipelined load over 64, 2,000, 20,000 and 100,000 posts: 2.21 and 1.92, \
+2.67 and 2.42, 2.63 and 2.95, 2.65 and 2.77 µs: most of the cost is there at 2,000 posts \
+(1.2 MB of blocks, more than a vCPU's 512 KiB of L2). `perf record` of the pipelined load: over \
+100,000 posts `connection::process` (papaya's lookup is inlined into it) took 23.6% of the \
+samples against 6.5% over 64, `memcmp` (the id compared in the block, the block's first touch) \
+6.2% against 0.9%, `memmove` (the copy of the block) 6.0% against 2.7%; `perf annotate` put 57% \
+of `process`'s samples on the load of the id length from papaya's node, 21% on the table's \
+metadata byte and 12% on the table's node pointer. A standalone loop (not in the repository) \
+over a `Store` of 100,000 posts of 350 bytes, looking up random ids and copying each answer, 16 \
+per batch: 46–64 ns per request with 64 posts, 460–620 ns with 100,000. Three things tried \
+against it, none kept: looking up all 16 ids of a batch before copying any (496–669 ns: the \
+core does not overlap two lookups' chains of loads); prefetching every line of each block right \
+after its lookup (436–614 ns, within the noise); transparent huge pages for the whole process \
+(no change, so the cost is the memory's latency, not the TLB). In the reader, mimalloc as the \
+global allocator, which keeps papaya's 24-byte nodes in pages of their own away from the \
+blocks: pipelined 3.07, 3.12, 3.02, 2.89 µs against 2.92, 2.99, 3.21, 3.09 µs with glibc, \
+alternating, and 18 MiB more RSS at 100,000 posts. Every request streams about ten lines of a \
+block through the 32 MiB L3, so a node's line is evicted long before its post is asked for \
+again, wherever the node lives. A store of this shape pays such a chain for any id that is not \
+hot (Redis's `GET` too: its dict's entry, the key object, the value), and papaya's API gives no \
+address to prefetch before the lookup itself. Since commit 14a6b0d every `make bench` measures \
+it: sections 1 and 3 have a row for the reader over a hot set of 64 posts, and the targets \
+table and the text under each table split the reader's CPU above the floor into the misses and \
+the rest.\n\n\
 What it means for issue 9: the 5 µs and 0.7 µs targets are further below the AMD VM's floor \
 than below the Intel VM's (`make bench` at c2f58d9 on the AMD VM: 9.01 and 1.27 µs), and \
 batching the kernel entries through io_uring did not lower the floor under this load, so no \
