@@ -35,6 +35,10 @@
 #   HOT_IDS=64                posts the reader's hot-set runs read (ids drawn
 #                             from the first HOT_IDS only: every lookup hits the
 #                             CPU caches), beside its runs over all N
+#   HOT_ROUNDS=3 [1]          rounds of HOT_SECS=4 [1] s runs, one over all N
+#                             posts and one over the hot set, back to back in
+#                             alternating order: the report splits the reader's
+#                             CPU above the floor with their median difference
 #   LOAD_SHARE=0.8            share of each server's maximum rate offered by
 #                             the open-loop latency runs (section 2b)
 #   PROP_RATES="1000 5000 10000"   propagation write rates (writes/s)
@@ -82,11 +86,11 @@ ROOT=$PWD
 if [ "$SMOKE" = 1 ]; then
     : "${N:=2000}" "${BIG_N:=5000}" "${DURATION:=2}" "${WARMUP:=1}" "${PROP_SECS:=1}"
     : "${BW_REQUESTS:=5000}" "${WRITE_SECS:=1}" "${BULK_N:=5000}" "${COLD_RUNS:=1}"
-    : "${BOUNDED_N:=30000}" "${HIT_ROUNDS:=1}"
+    : "${BOUNDED_N:=30000}" "${HIT_ROUNDS:=1}" "${HOT_ROUNDS:=1}" "${HOT_SECS:=1}"
 else
     : "${N:=100000}" "${BIG_N:=1000000}" "${DURATION:=10}" "${WARMUP:=2}" "${PROP_SECS:=10}"
     : "${BW_REQUESTS:=200000}" "${WRITE_SECS:=5}" "${BULK_N:=100000}" "${COLD_RUNS:=3}"
-    : "${BOUNDED_N:=$N}" "${HIT_ROUNDS:=5}"
+    : "${BOUNDED_N:=$N}" "${HIT_ROUNDS:=5}" "${HOT_ROUNDS:=3}" "${HOT_SECS:=4}"
 fi
 : "${ZIPF_S:=0.99}"
 ALL_STEPS="read propagation writes memory bounded"
@@ -380,6 +384,8 @@ WARMUP=$WARMUP
 CONNECTIONS=$CONNECTIONS
 PIPELINE_DEPTH=$PIPELINE_DEPTH
 HOT_IDS=$HOT_IDS
+HOT_ROUNDS=$HOT_ROUNDS
+HOT_SECS=$HOT_SECS
 PROP_RATES=$PROP_RATES
 LOAD_SHARE=$LOAD_SHARE
 PROP_SECS=$PROP_SECS
@@ -430,6 +436,24 @@ wrk_run read-reader-1 "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "
 # The same reader and load over a hot set: what the lookups' cache misses cost is the difference.
 wrk_run read-reader-hot "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU, ids from the first $HOT_IDS posts" \
     "$R1_ADDR" random.lua yes 1 1 "$R1_PID" -- "HR_IDS=$HOT_IDS"
+# hot_rounds MODE SCRIPT PIPELINE: HOT_ROUNDS pairs of short runs of the first
+# reader, over all N posts and over the hot set, back to back, the side going
+# first alternating (all hot, hot all, ...): split-MODE-{all,hot}-ROUND.json.
+hot_rounds() {
+    local mode=$1 script=$2 pipeline=$3 i which order
+    for i in $(seq "$HOT_ROUNDS"); do
+        order="all hot"
+        [ $((i % 2)) = 0 ] && order="hot all"
+        for which in $order; do
+            local ids=$N
+            [ "$which" = hot ] && ids=$HOT_IDS
+            DURATION=$HOT_SECS WARMUP=1 wrk_run "split-$mode-$which-$i" \
+                "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU, ids from the first $ids posts" \
+                "$R1_ADDR" "$script" yes 1 "$pipeline" "$R1_PID" -- "HR_IDS=$ids"
+        done
+    done
+}
+hot_rounds read random.lua 1
 
 nginx_start nginx-1 1 yes
 NGINX_PID=$PID
@@ -466,6 +490,7 @@ section "3. pipelined reads, depth $PIPELINE_DEPTH (same pinning)"
 wrk_run pipe-reader "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "$R1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$R1_PID"
 wrk_run pipe-reader-hot "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU, ids from the first $HOT_IDS posts" \
     "$R1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$R1_PID" -- "HR_IDS=$HOT_IDS"
+hot_rounds pipe pipeline.lua "$PIPELINE_DEPTH"
 wrk_run pipe-nginx "nginx, 1 worker pinned to CPU $SERVER_CPU" "$NGINX1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$NGINX1_PID"
 wrk_run pipe-floor "syscall floor, pinned to CPU $SERVER_CPU" "$FLOOR_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$FLOOR_PID"
 wrk_run pipe-axum "axum (1 worker) + redis-server, pinned to CPU $SERVER_CPU" "$AXUM1_ADDR" pipeline.lua yes 1 "$PIPELINE_DEPTH" "$AXUM1_PID" "$REDIS_PID"

@@ -662,7 +662,7 @@ pub async fn bounded(
 
 /// The median of `v` (the mean of the middle two for an even count);
 /// `None` when empty.
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
