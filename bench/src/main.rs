@@ -238,6 +238,10 @@ enum Cmd {
         /// Track every k-th write to the readers (1: every write).
         #[arg(long, default_value_t = 1)]
         track_every: u64,
+        /// Writes in flight at most: past it, a due write waits for one to
+        /// finish (and the achieved rate falls short of the rate).
+        #[arg(long, default_value_t = 256)]
+        max_in_flight: usize,
         /// Redis (`redis://host:port`): rewrite its AOF before the run and
         /// count the rewrites that overlap it.
         #[arg(long)]
@@ -763,6 +767,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             id_prefix,
             prewarm,
             track_every,
+            max_in_flight,
             token,
             redis_url,
             json,
@@ -780,14 +785,16 @@ async fn run(cmd: Cmd) -> Result<()> {
                 prewarm,
                 track_every,
                 redis_url,
+                max_in_flight,
             };
             let r = propagation::propagation(&o).await?;
             println!(
-                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {:.0}/s achieved), poll RTT p50 {}, VM steal {}{}; CPU latency limit {}",
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {}{:.0}/s achieved), poll RTT p50 {}, VM steal {}{}; CPU latency limit {}",
                 r.rate,
                 r.writes,
                 r.track_every,
                 r.failed,
+                propagation::fmt_waited(&r),
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
                 fmt_steal(r.steal_ms),

@@ -53,6 +53,25 @@ pub struct PropagationOptions {
     /// Redis, when given: it rewrites its AOF before the run (see
     /// [`crate::aof`]), and the rewrites overlapping the run are counted.
     pub redis_url: Option<String>,
+    /// Writes in flight at most. Each holds a writer connection, and a
+    /// tracked one a connection to each reader while it polls; when the
+    /// writer falls behind the rate, a write due past this many waits for
+    /// one to finish (the achieved rate then falls short of the rate)
+    /// instead of opening connections without bound.
+    pub max_in_flight: usize,
+}
+
+/// `"N waited for one of the M writes in flight, "` when the cap held
+/// writes back, else empty.
+pub fn fmt_waited(r: &PropagationResult) -> String {
+    if r.waited == 0 {
+        String::new()
+    } else {
+        format!(
+            "{} waited for one of the {} writes in flight to finish, ",
+            r.waited, r.max_in_flight
+        )
+    }
 }
 
 /// Latency to one reader (or to all).
@@ -81,6 +100,13 @@ pub struct PropagationResult {
     pub failed: u64,
     /// Acknowledged writes per second, first send to last 201.
     pub achieved_rate: f64,
+    /// Writes that, when due, found `max_in_flight` writes in flight and
+    /// started late, once one had finished.
+    #[serde(default)]
+    pub waited: u64,
+    /// The cap on writes in flight (0 in results from before it existed).
+    #[serde(default)]
+    pub max_in_flight: usize,
     /// Polls sent.
     pub polls: u64,
     /// Per reader.
@@ -359,15 +385,29 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     let mut interval = tokio::time::interval(Duration::from_millis(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_in_flight.max(1)));
     let mut started = 0u64;
+    let mut waited = 0u64;
     let start = Instant::now();
     for t in 0..ticks {
         interval.tick().await;
         let due = opts.rate * (t + 1) / 1000;
         while started < due {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    waited += 1;
+                    slots.clone().acquire_owned().await?
+                }
+            };
             started += 1;
             let track = started.is_multiple_of(opts.track_every.max(1));
-            tasks.spawn(one_write(shared.clone(), started, track));
+            let write = one_write(shared.clone(), started, track);
+            tasks.spawn(async move {
+                let outcome = write.await;
+                drop(slot);
+                outcome
+            });
         }
         while let Some(r) = tasks.try_join_next() {
             absorb(r)?;
@@ -406,6 +446,8 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         track_every: opts.track_every.max(1),
         failed,
         achieved_rate: writes as f64 / elapsed.max(1e-9),
+        waited,
+        max_in_flight: opts.max_in_flight.max(1),
         polls,
         readers,
         all: ReaderLatency {

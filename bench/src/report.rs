@@ -501,13 +501,16 @@ fn propagation_run(
     let label = if idle { IDLE_LABEL } else { "" };
     let _ = writeln!(
         o,
-        "### {} writes/s{}\n\n{} writes acknowledged ({} failed) at {} writes/s achieved; \
+        "### {} writes/s{}\n\n{} writes acknowledged ({} failed{}) at {} writes/s achieved; \
          {}; {} polls; writer `/create` latency p50 {} / p99 {}; poll RTT alone p50 {} / p99 {}; \
          VM steal during the writes {}{}{}.\n",
         fmt_count(p.rate as f64),
         label,
         fmt_count(p.writes as f64),
         p.failed,
+        crate::propagation::fmt_waited(p)
+            .strip_suffix(", ")
+            .map_or(String::new(), |w| format!("; {w}")),
         fmt_count(p.achieved_rate),
         if p.track_every <= 1 {
             "every write tracked".to_owned()
@@ -2563,6 +2566,21 @@ mod tests {
         );
         assert!(md.contains("`/create`: 0, `/bulk`: 2."), "{md}");
         assert!(md.contains("(`BGREWRITEAOF`)"), "{md}");
+        // Writes held back by the propagation tool's cap are said, and only then.
+        assert!(
+            md.contains("100 writes acknowledged (0 failed) at "),
+            "{md}"
+        );
+        r.propagation[0].waited = 12;
+        r.propagation[0].max_in_flight = 256;
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(
+            md.contains(
+                "100 writes acknowledged (0 failed; 12 waited for one of the 256 writes in \
+                 flight to finish) at "
+            ),
+            "{md}"
+        );
         // Results from before the count: nothing is claimed.
         r.propagation = vec![prop(None)];
         r.writes = Some(writes(None, None));
