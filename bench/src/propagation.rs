@@ -69,7 +69,8 @@ pub fn fmt_waited(r: &PropagationResult) -> String {
     } else {
         format!(
             "{} waited for one of the {} writes in flight to finish, ",
-            r.waited, r.max_in_flight
+            crate::stats::fmt_count(r.waited as f64),
+            r.max_in_flight
         )
     }
 }

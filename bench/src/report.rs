@@ -1501,7 +1501,17 @@ What it means for issue 9: the 5 µs and 0.7 µs targets are further below the A
 than below the Intel VM's (`make bench` at c2f58d9 on the AMD VM: 9.01 and 1.27 µs), and \
 batching the kernel entries through io_uring did not lower the floor under this load, so no \
 design measured here reaches them. What is left of the reader's own cost is its work above the \
-floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined.\n\n";
+floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined. Most of it is the lookups' cache \
+misses. Two later `make bench` runs with the paired rounds (at 6c4c131 and f224582, their \
+reports not committed: the VM was in a slow hour, the floor at 14.88 and 15.34 µs keep-alive \
+against 9.01 µs, `/bulk` at 86k posts/s in the second; the first stopped at 10,000 writes/s, where the \
+propagation tool opened a writer connection per due write until it ran out of descriptors, \
+which f224582 fixed) put the misses at 1.50 and 3.37 µs keep-alive (rounds \
+1.50, −0.10, 2.91 and 3.49, 3.36, 3.37 µs) and 0.98 and 0.86 µs pipelined (rounds 1.11, 0.97, \
+0.98 and 0.86, 1.07, 0.68 µs), against 1.69 and 1.77 µs of the reader above the floor \
+pipelined. So about half of the pipelined gap to the floor is memory latency, which a store of \
+this shape pays for every id that is not hot, and half the reader's own parsing, answer and \
+runtime.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
@@ -2571,12 +2581,12 @@ mod tests {
             md.contains("100 writes acknowledged (0 failed) at "),
             "{md}"
         );
-        r.propagation[0].waited = 12;
+        r.propagation[0].waited = 12_345;
         r.propagation[0].max_in_flight = 256;
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         assert!(
             md.contains(
-                "100 writes acknowledged (0 failed; 12 waited for one of the 256 writes in \
+                "100 writes acknowledged (0 failed; 12,345 waited for one of the 256 writes in \
                  flight to finish) at "
             ),
             "{md}"
