@@ -105,6 +105,8 @@ done
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 : "${BODY_LEN:=350}" "${CONNECTIONS:=64}" "${PIPELINE_DEPTH:=16}" "${HOT_IDS:=64}" "${PROP_RATES:=1000 5000 10000}"
 : "${PROP_TRACK_RATE:=1000}" "${LOAD_SHARE:=0.8}"
+# A hot set larger than the posts seeded would ask for posts that do not exist.
+[ "$HOT_IDS" -gt "$N" ] && HOT_IDS=$N
 : "${CPU_DMA_LATENCY=0}" "${PROP_IDLE_RATE=5000}"
 case "$CPU_DMA_LATENCY" in
     off | '') CPU_DMA_LATENCY=off ;;
