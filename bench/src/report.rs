@@ -1502,16 +1502,17 @@ than below the Intel VM's (`make bench` at c2f58d9 on the AMD VM: 9.01 and 1.27 
 batching the kernel entries through io_uring did not lower the floor under this load, so no \
 design measured here reaches them. What is left of the reader's own cost is its work above the \
 floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined. Most of it is the lookups' cache \
-misses. Two later `make bench` runs with the paired rounds (at 6c4c131 and f224582, their \
-reports not committed: the VM was in a slow hour, the floor at 14.88 and 15.34 µs keep-alive \
-against 9.01 µs, `/bulk` at 86k posts/s in the second; the first stopped at 10,000 writes/s, where the \
-propagation tool opened a writer connection per due write until it ran out of descriptors, \
-which f224582 fixed) put the misses at 1.50 and 3.37 µs keep-alive (rounds \
-1.50, −0.10, 2.91 and 3.49, 3.36, 3.37 µs) and 0.98 and 0.86 µs pipelined (rounds 1.11, 0.97, \
-0.98 and 0.86, 1.07, 0.68 µs), against 1.69 and 1.77 µs of the reader above the floor \
-pipelined. So about half of the pipelined gap to the floor is memory latency, which a store of \
-this shape pays for every id that is not hot, and half the reader's own parsing, answer and \
-runtime.\n\n";
+misses. Three later `make bench` runs with the paired rounds (at 6c4c131, f224582 and \
+1207ec4; their reports not committed, the VM being slow: the floor at 14.88, 15.34 and 11.31 µs \
+keep-alive against 9.01 µs, `/bulk` at 86k and 84k posts/s in the last two; the first stopped \
+at 10,000 writes/s, where the propagation tool opened a writer connection per due write until \
+it ran out of descriptors, which f224582 fixed) put the misses at 0.98, 0.86 and 0.77 µs \
+pipelined (rounds 1.11, 0.97, 0.98; 0.86, 1.07, 0.68; 0.77, 0.77, 0.85 µs) of 1.69, 1.77 and \
+1.43 µs of the reader above the floor. So about half of the pipelined gap to the floor is \
+memory latency, which a store of this shape pays for every id that is not hot, and half the \
+reader's own parsing, answer and runtime. Keep-alive, the rounds of this VM scatter too much for \
+one figure: 1.50, 3.37 and 0.54 µs (rounds 1.50, −0.10, \
+2.91; 3.49, 3.36, 3.37; 0.14, 3.16, 0.54 µs), where the hand rounds gave 1.3–1.6 µs.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
