@@ -1507,12 +1507,12 @@ misses. Three later `make bench` runs with the paired rounds (at 6c4c131, f22458
 keep-alive against 9.01 µs, `/bulk` at 86k and 84k posts/s in the last two; the first stopped \
 at 10,000 writes/s, where the propagation tool opened a writer connection per due write until \
 it ran out of descriptors, which f224582 fixed) put the misses at 0.98, 0.86 and 0.77 µs \
-pipelined (rounds 1.11, 0.97, 0.98; 0.86, 1.07, 0.68; 0.77, 0.77, 0.85 µs) of 1.69, 1.77 and \
-1.43 µs of the reader above the floor. So about half of the pipelined gap to the floor is \
+pipelined (rounds 1.11, 0.97, 0.98; 0.86, 1.07, 0.68; 0.76, 0.77, 0.85 µs; the first run's from \
+its printed per-run figures) of 1.69, 1.77 and 1.42 µs of the reader above the floor. So about half of the pipelined gap to the floor is \
 memory latency, which a store of this shape pays for every id that is not hot, and half the \
 reader's own parsing, answer and runtime. Keep-alive, the rounds of this VM scatter too much for \
 one figure: 1.50, 3.37 and 0.54 µs (rounds 1.50, −0.10, \
-2.91; 3.49, 3.36, 3.37; 0.14, 3.16, 0.54 µs), where the hand rounds gave 1.3–1.6 µs.\n\n";
+2.91; 3.49, 3.36, 3.37; 0.15, 3.16, 0.54 µs), where the hand rounds gave 1.3–1.6 µs.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
