@@ -794,7 +794,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 r.writes,
                 r.track_every,
                 r.failed,
-                propagation::fmt_waited(&r),
+                propagation::fmt_waited(&r).map_or(String::new(), |w| format!("{w}, ")),
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
                 fmt_steal(r.steal_ms),

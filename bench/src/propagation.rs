@@ -61,18 +61,16 @@ pub struct PropagationOptions {
     pub max_in_flight: usize,
 }
 
-/// `"N waited for one of the M writes in flight, "` when the cap held
-/// writes back, else empty.
-pub fn fmt_waited(r: &PropagationResult) -> String {
-    if r.waited == 0 {
-        String::new()
-    } else {
+/// "N waited for one of the M writes in flight to finish" when the cap
+/// held writes back.
+pub fn fmt_waited(r: &PropagationResult) -> Option<String> {
+    (r.waited > 0).then(|| {
         format!(
-            "{} waited for one of the {} writes in flight to finish, ",
+            "{} waited for one of the {} writes in flight to finish",
             crate::stats::fmt_count(r.waited as f64),
             r.max_in_flight
         )
-    }
+    })
 }
 
 /// Latency to one reader (or to all).

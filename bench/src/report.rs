@@ -508,9 +508,7 @@ fn propagation_run(
         label,
         fmt_count(p.writes as f64),
         p.failed,
-        crate::propagation::fmt_waited(p)
-            .strip_suffix(", ")
-            .map_or(String::new(), |w| format!("; {w}")),
+        crate::propagation::fmt_waited(p).map_or(String::new(), |w| format!("; {w}")),
         fmt_count(p.achieved_rate),
         if p.track_every <= 1 {
             "every write tracked".to_owned()
@@ -786,15 +784,11 @@ fn hot_note(hot: &WrkResult) -> String {
 /// median of the split rounds' own differences (all posts − hot set, each
 /// round's two runs back to back), so a machine that drifts between rounds
 /// moves them less than a difference of two separate runs would. `None`
-/// without the reader's run, the floor's, or a round.
-fn cost_split(
-    reader: Option<&WrkResult>,
-    floor: Option<&WrkResult>,
-    rounds: &[(f64, f64)],
-    hot_ids: &str,
-    posts: &str,
-) -> Option<String> {
-    let (reader, floor) = (reader?, floor?);
+/// without the reader's run, the floor's, or a round of `mode`.
+fn cost_split(r: &Results, mode: &str, reader: &str, floor: &str) -> Option<String> {
+    let (reader, floor) = (r.wrk(reader)?, r.wrk(floor)?);
+    let rounds = r.split_rounds(mode);
+    let (hot_ids, posts) = (setting(r, "HOT_IDS"), setting(r, "N"));
     let above = reader.cpu_us_per_req - floor.cpu_us_per_req;
     let diffs: Vec<f64> = rounds.iter().map(|(all, hot)| all - hot).collect();
     let misses = crate::bounded::median(diffs.clone())?;
@@ -1501,7 +1495,7 @@ What it means for issue 9: the 5 µs and 0.7 µs targets are further below the A
 than below the Intel VM's (`make bench` at c2f58d9 on the AMD VM: 9.01 and 1.27 µs), and \
 batching the kernel entries through io_uring did not lower the floor under this load, so no \
 design measured here reaches them. What is left of the reader's own cost is its work above the \
-floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined. Most of it is the lookups' cache \
+floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined. Much of it is the lookups' cache \
 misses. Three later `make bench` runs with the paired rounds (at 6c4c131, f224582 and \
 1207ec4; their reports not committed, the VM being slow: the floor at 14.88, 15.34 and 11.31 µs \
 keep-alive against 9.01 µs, `/bulk` at 86k and 84k posts/s in the last two; the first stopped \
@@ -1846,13 +1840,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
         ],
     );
     o.push('\n');
-    if let Some(split) = cost_split(
-        r.wrk("read-reader-1"),
-        r.wrk("read-floor-1"),
-        &r.split_rounds("read"),
-        setting(r, "HOT_IDS"),
-        setting(r, "N"),
-    ) {
+    if let Some(split) = cost_split(r, "read", "read-reader-1", "read-floor-1") {
         let _ = writeln!(o, "{split}\n");
     }
     for (n, label) in [
@@ -1954,13 +1942,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
             ("axum + Redis", r.wrk("pipe-axum")),
         ],
     );
-    if let Some(split) = cost_split(
-        r.wrk("pipe-reader"),
-        r.wrk("pipe-floor"),
-        &r.split_rounds("pipe"),
-        setting(r, "HOT_IDS"),
-        setting(r, "N"),
-    ) {
+    if let Some(split) = cost_split(r, "pipe", "pipe-reader", "pipe-floor") {
         let _ = write!(o, "\n{split}\n");
     }
 
