@@ -401,14 +401,20 @@ async fn a_reader_never_shows_an_older_version_after_a_newer_one() {
             std::thread::spawn(move || {
                 let mut conn = TcpStream::connect(addr).unwrap();
                 let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
+                loop {
+                    // A read that starts after the stop was seen starts after
+                    // every reader served the last version, so it must get it;
+                    // one answered before then may still be older.
+                    let stopping = stop.load(Ordering::Acquire);
                     let (status, body) = keep_alive_get(&mut conn, "hot");
                     assert_eq!(status, 200);
                     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     let n: u64 = v["content"].as_str().unwrap().parse().unwrap();
                     seen.push(n);
+                    if stopping {
+                        break seen;
+                    }
                 }
-                seen
             })
         })
         .collect();
@@ -418,7 +424,7 @@ async fn a_reader_never_shows_an_older_version_after_a_newer_one() {
     }
     let last = format!("\"{}\"", md5_hex(&served("hot", "seq", "300", "a")));
     wait_served(&s.reader_addrs(), "hot", Some(&last)).await;
-    stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Release);
     for p in pollers {
         let seen = p.join().unwrap();
         assert!(seen.len() > 10, "the poller kept reading");
@@ -426,6 +432,10 @@ async fn a_reader_never_shows_an_older_version_after_a_newer_one() {
             seen.windows(2).all(|w| w[0] <= w[1]),
             "a newer version was followed by an older one"
         );
-        assert_eq!(*seen.last().unwrap(), 300);
+        assert_eq!(
+            *seen.last().unwrap(),
+            300,
+            "a read made after every reader served version 300 got an older one"
+        );
     }
 }
