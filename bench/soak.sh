@@ -335,6 +335,21 @@ wait "$READ_WRK" || true
 wait "$WRITE_WRK" || true
 
 # ---------------------------------------------------------------- verdict
+# Reads in the first and the last window, from the reader's own request count
+# and the CPU time of the reader and of the reading wrk (the same requests,
+# answered on SERVER_CPU and made on CLIENT_CPU of the same machine).
+read_window() { # read_window FROM TO: "requests/s reader_us/req wrk_us/req" between the first and the last sample in FROM <= t <= TO
+    awk -F '\t' -v a="$1" -v b="$2" -v hz="$HZ" '
+        NR > 1 && $1 >= a && $1 <= b && $6 != "" && $8 != "" && $9 != "" {
+            if (!n++) { r0 = $6; c0 = $7; s0 = $8; w0 = $9 }
+            r1 = $6; c1 = $7; s1 = $8; w1 = $9
+        }
+        END {
+            if (n < 2 || c1 <= c0 || r1 <= r0 || s1 <= s0 || w1 <= w0) exit 1
+            printf "%d %.3f %.3f\n", (r1 - r0) / (c1 - c0), (s1 - s0) * 1e6 / hz / (r1 - r0), (w1 - w0) * 1e6 / hz / (r1 - r0)
+        }' "$SAMPLES"
+}
+
 FAIL=0
 fail() { echo "FAIL: $*"; FAIL=1; }
 
@@ -343,10 +358,11 @@ read -r W_REQ W_SECS W_ERR < <(summary "$WORK/soak-write.out") || { cat "$WORK/s
 R_RATE=$(calc "int($R_REQ / $R_SECS)")
 W_RATE=$(calc "int($W_REQ / $W_SECS)")
 echo
-# The reader's share of a CPU over the samples (the sync thread's included).
-BUSY_PCT=$(awk -F '\t' -v hz="$HZ" '
-    NR == 2 { s0 = $8; c0 = $7 } NR > 1 { s1 = $8; c1 = $7 }
-    END { if (c1 > c0) printf "%d", (s1 - s0) * 100 / hz / (c1 - c0); else print 0 }' "$SAMPLES")
+# The reader's share of a CPU over all the samples (the sync thread's
+# included): its reads per second times its CPU per read.
+read -r RATE_ALL COST_ALL _ < <(read_window 0 "$SECS") \
+    || { echo "soak: too few samples" >&2; exit 1; }
+BUSY_PCT=$(calc "int($RATE_ALL * $COST_ALL / 1e4)")
 if [ -z "$RATE" ]; then
     BUSY_MIN=$(calc "int($MAX_BUSY_PCT * $READ_SHARE * $READ_FLOOR_PCT / 100)")
     echo "reads:  $R_REQ in ${R_SECS}s = $R_RATE/s (target $READ_TARGET/s), errors $R_ERR; the reader busy ${BUSY_PCT}% of a CPU (at least ${BUSY_MIN}%)"
@@ -379,20 +395,6 @@ curl -sf -o /dev/null "http://$WRITER_ADDR/ready" || fail "the writer is not rea
 # First and last window: max RSS and descriptors.
 window() { # window COLUMN FROM TO: max of COLUMN over samples with FROM <= t <= TO
     awk -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && $1 <= b && $c > m { m = $c } END { print m + 0 }' "$SAMPLES"
-}
-# Reads in the first and the last window, from the reader's own request count
-# and the CPU time of the reader and of the reading wrk (the same requests,
-# answered on SERVER_CPU and made on CLIENT_CPU of the same machine).
-read_window() { # read_window FROM TO: "requests/s reader_us/req wrk_us/req" between the first and the last sample in FROM <= t <= TO
-    awk -F '\t' -v a="$1" -v b="$2" -v hz="$HZ" '
-        NR > 1 && $1 >= a && $1 <= b && $6 != "" && $8 != "" && $9 != "" {
-            if (!n++) { r0 = $6; c0 = $7; s0 = $8; w0 = $9 }
-            r1 = $6; c1 = $7; s1 = $8; w1 = $9
-        }
-        END {
-            if (n < 2 || c1 <= c0 || r1 <= r0 || s1 <= s0 || w1 <= w0) exit 1
-            printf "%d %.3f %.3f\n", (r1 - r0) / (c1 - c0), (s1 - s0) * 1e6 / hz / (r1 - r0), (w1 - w0) * 1e6 / hz / (r1 - r0)
-        }' "$SAMPLES"
 }
 read -r RATE1 COST1 WCOST1 < <(read_window 0 "$WINDOW") \
     || { echo "soak: too few samples in the first window" >&2; exit 1; }
