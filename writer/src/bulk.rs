@@ -308,6 +308,13 @@ struct Lines {
     buf: Vec<u8>,
     /// Start of the unread part of `buf`.
     start: usize,
+    /// Bytes of the unread part already searched for `\n`: a line that
+    /// arrives in many small chunks is searched once, not again with every
+    /// chunk (which would cost its length squared over the chunk size).
+    scanned: usize,
+    /// Bytes compared with `\n` so far.
+    #[cfg(test)]
+    searched: usize,
     /// Number of the next line (1-based).
     next_no: u64,
     max: usize,
@@ -320,6 +327,9 @@ impl Lines {
         Lines {
             buf: Vec::new(),
             start: 0,
+            scanned: 0,
+            #[cfg(test)]
+            searched: 0,
             next_no: 1,
             max,
             skipping: false,
@@ -335,10 +345,19 @@ impl Lines {
     fn next_line(&mut self) -> Option<(u64, Line<'_>)> {
         loop {
             let rest = &self.buf[self.start..];
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(nl) => {
+            let seen = self.scanned.min(rest.len());
+            self.scanned = rest.len();
+            let found = rest[seen..].iter().position(|&b| b == b'\n');
+            #[cfg(test)]
+            {
+                self.searched += found.map_or(rest.len() - seen, |at| at + 1);
+            }
+            match found {
+                Some(at) => {
+                    let nl = seen + at;
                     let from = self.start;
                     self.start += nl + 1;
+                    self.scanned = 0;
                     let no = self.next_no;
                     self.next_no += 1;
                     if self.skipping {
@@ -356,12 +375,14 @@ impl Lines {
                     if self.skipping {
                         self.buf.clear();
                         self.start = 0;
+                        self.scanned = 0;
                         return None;
                     }
                     if rest.len() > self.max {
                         // Report it now and drop its bytes as they come.
                         self.buf.clear();
                         self.start = 0;
+                        self.scanned = 0;
                         self.skipping = true;
                         return Some((self.next_no, Line::TooLong));
                     }
@@ -442,6 +463,53 @@ mod tests {
         // A line of exactly the limit is fine.
         let got = cut(&[b"01234\n"], 5);
         assert_eq!(got, vec![(1, Some(b"01234".to_vec()))]);
+    }
+
+    #[test]
+    fn a_line_in_many_small_chunks_is_searched_once() {
+        // A line of 100,000 bytes sent a byte at a time: each byte is
+        // compared with `\n` once, not once per later chunk.
+        let mut l = Lines::new(1 << 20);
+        for _ in 0..100_000 {
+            l.push(b"x");
+            assert!(l.next_line().is_none());
+        }
+        l.push(b"\nnext\n");
+        let (no, line) = l.next_line().expect("the long line");
+        assert_eq!(no, 1);
+        assert!(matches!(line, Line::Text(b) if b.len() == 100_000));
+        let (no, line) = l.next_line().expect("the next line");
+        assert_eq!((no, matches!(line, Line::Text(b"next"))), (2, true));
+        assert!(
+            l.searched <= 100_000 + 6,
+            "searched {} bytes for 100,006",
+            l.searched
+        );
+    }
+
+    #[test]
+    fn any_chunking_cuts_the_same_lines() {
+        let body: &[u8] = b"first\n0123456789abcdef\n\nshort\nxx\n0123456789\nlast";
+        for max in [4, 5, 10, 16] {
+            let whole = cut(&[body], max);
+            for size in 1..=body.len() {
+                let chunks: Vec<&[u8]> = body.chunks(size).collect();
+                assert_eq!(cut(&chunks, max), whole, "max {max}, chunks of {size}");
+            }
+        }
+        // And the expected cut itself, at a limit of 10.
+        assert_eq!(
+            cut(&[body], 10),
+            vec![
+                (1, Some(b"first".to_vec())),
+                (2, None),
+                (3, Some(b"".to_vec())),
+                (4, Some(b"short".to_vec())),
+                (5, Some(b"xx".to_vec())),
+                (6, Some(b"0123456789".to_vec())),
+                (7, Some(b"last".to_vec())),
+            ]
+        );
     }
 
     #[test]
