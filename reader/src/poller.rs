@@ -17,7 +17,11 @@
 //! returns less than it asked for leaves the flag cleared (a stream socket
 //! was drained then, and new data brings a new edge); a full one sets it
 //! again, as does any successful write (the next write that cannot go on
-//! gets `WouldBlock`, which arms the edge for room).
+//! gets `WouldBlock`, which arms the edge for room). The one exception is
+//! the peer's end of file: once epoll reports it (or a hang-up or error),
+//! reads never wait again. Data and the FIN that follows it can arrive in
+//! one edge, and a short read then takes the data and leaves the end of
+//! file for a later read that no new edge would wake.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -35,13 +39,15 @@ const EVENTS: usize = 256;
 
 const READ: u8 = 1;
 const WRITE: u8 = 2;
+/// Sticky: the peer finished sending, hung up or failed; a read never blocks again.
+const DONE: u8 = 4;
 
 #[derive(Debug, Default)]
 struct Slot {
     /// Bumped when the slot is freed: events still queued for the closed
     /// connection carry the old value and are dropped.
     generation: u32,
-    /// `READ` and `WRITE`: the call may not block.
+    /// `READ` and `WRITE`: the call may not block; `DONE`: reads never block.
     ready: u8,
     /// The task waiting to read, woken by the next read edge.
     reader: Option<Waker>,
@@ -148,6 +154,9 @@ impl Poller {
             let mut writer = None;
             if bits & ready::READ != 0 {
                 slot.ready |= READ;
+                if bits & ready::FINISHED != 0 {
+                    slot.ready |= DONE;
+                }
                 reader = slot.reader.take();
             }
             if bits & ready::WRITE != 0 {
@@ -169,7 +178,9 @@ impl Poller {
         let mut s = self.slots.borrow_mut();
         let slot = &mut s.slots[index as usize];
         if slot.ready & flag != 0 {
-            slot.ready &= !flag;
+            if !(flag == READ && slot.ready & DONE != 0) {
+                slot.ready &= !flag;
+            }
             return true;
         }
         let waiter = if flag == READ {
@@ -186,6 +197,10 @@ impl Poller {
 
     fn set(&self, index: u32, flag: u8) {
         self.slots.borrow_mut().slots[index as usize].ready |= flag;
+    }
+
+    fn unset(&self, index: u32, flags: u8) {
+        self.slots.borrow_mut().slots[index as usize].ready &= !flags;
     }
 }
 
@@ -211,7 +226,9 @@ impl Socket<'_> {
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Not expected once the peer finished; should it happen,
+                // wait for the next edge rather than try again at once.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.unset(self.index, READ | DONE),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }

@@ -177,6 +177,9 @@ pub mod ready {
         (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
     /// Writable, or closed, or an error is pending: a write will not block.
     pub const WRITE: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+    /// The peer finished sending, or the connection hung up or failed:
+    /// from now on a read returns at once (data, end of file or the error).
+    pub const FINISHED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 }
 
 impl Epoll {

@@ -108,3 +108,48 @@ fn connection_cap_holds_per_core() {
         "{page}"
     );
 }
+
+/// A client that sends its last request and its end of file together
+/// (`printf ... | nc -N`, or `sendall` then `shutdown` in a script) gets
+/// its answer and then the server's end of file at once, not after the idle
+/// timeout: the FIN may come in the same epoll edge as the request's bytes.
+#[test]
+fn a_request_followed_by_end_of_file_is_answered_and_closed_at_once() {
+    let f = Fixture::start(|c| {
+        c.idle_timeout = Duration::from_secs(20);
+        c.header_timeout = Duration::from_secs(20);
+    });
+    for round in 0..30 {
+        let mut s = connect(f.addr());
+        // Let the reader take the connection and wait for its first bytes.
+        std::thread::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        s.write_all(
+            b"GET /health HTTP/1.1\r\nHost: t\r\n\r\nGET /ready HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // `connect` gives reads 5 s: a connection held to the idle timeout fails here.
+        let resp = read_to_close(&mut s);
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "round {round}: closed after {took:?}"
+        );
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(
+            text.matches("HTTP/1.1 200 OK").count(),
+            2,
+            "round {round}: {text}"
+        );
+        assert!(
+            text.ends_with(r#"{"status":"ready"}"#),
+            "round {round}: {text}"
+        );
+    }
+    let page = f.reader.render_metrics();
+    assert!(
+        page.contains("heavyread_reader_connection_timeouts_total{phase=\"idle\"} 0\n"),
+        "{page}"
+    );
+}
