@@ -87,6 +87,7 @@ impl Subscriber {
             reached_live: false,
             live: false,
             generation: 0,
+            received: 0,
         };
         let sync = Arc::new(Mutex::new(sync));
         let thread = std::thread::Builder::new()
@@ -172,6 +173,12 @@ struct SyncThread {
     /// Number of the current session, so a finished session's subscription
     /// thread cannot apply anything.
     generation: u64,
+    /// The version of the last record published on the current session's
+    /// subscription (`last` as of its sync-up before the first). Redis
+    /// publishes in version order, so on one subscription versions only
+    /// grow: one that does not means Redis lost its data (or another Redis
+    /// took its place) while the connection stayed up.
+    received: u64,
 }
 
 /// Locks the sync state. After a panic while it was held, the store may
@@ -300,6 +307,7 @@ impl SyncThread {
         let _cancel = CancelOnDrop(Arc::clone(&cancel));
         g.live = false;
         g.generation += 1;
+        g.received = 0;
         {
             let gate = Arc::clone(&gate);
             let direct = Direct {
@@ -325,6 +333,11 @@ impl SyncThread {
         con.set_write_timeout(Some(g.cfg.command_timeout))?;
         g.status.set_connected(true);
         g.sync_up(&mut con)?;
+        // Records published since the subscription began and already
+        // covered by the sync-up are at or below `last`; taking `last` as the
+        // stream's previous record flags at most the first of them, for a
+        // catch-up with nothing to do. A new history's lower versions are flagged too.
+        g.received = g.last;
         g.reached_live = true;
         g.live = true;
         let fill_rx = g.fills.as_ref().map(|l| l.receiver().clone());
@@ -358,7 +371,10 @@ impl SyncThread {
                     g.status.touch();
                     g.on_message(&bytes, &mut con)?;
                 }
-                Ok(Event::Alive) => g.status.touch(),
+                Ok(Event::Alive) => {
+                    g.status.touch();
+                    g.check_state(&mut con)?;
+                }
                 Ok(Event::Subscribed) => {}
                 Ok(Event::Lost(e)) => return Err(e),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -383,6 +399,20 @@ impl SyncThread {
                 Err(_) => return Err(Error::Protocol("no subscription confirmation".into())),
             }
         }
+    }
+
+    /// While the subscription is idle: a Redis that lost its data (or was
+    /// replaced) while the connection stayed up and has published nothing
+    /// since shows only in its epoch and version. Catches up (and so
+    /// resyncs) when they moved.
+    fn check_state(&mut self, con: &mut redis::Connection) -> Result<(), Error> {
+        let (epoch, version) = self.read_state(con)?;
+        let known = self.epoch.is_some() || self.last > 0;
+        if (known && epoch != self.epoch) || version < self.last {
+            info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis's history changed under a live subscription");
+            return self.catch_up(con);
+        }
+        Ok(())
     }
 
     /// Reads the epoch and the version with one MGET (not MULTI: a refused
@@ -720,6 +750,20 @@ impl SyncThread {
     }
 
     fn on_record(&mut self, rec: &RecordRef<'_>, con: &mut redis::Connection) -> Result<(), Error> {
+        let went_back = rec.version <= self.received;
+        self.received = rec.version;
+        if went_back {
+            // The history behind the subscription may have changed (or this
+            // is the first record of the session, published during its
+            // sync-up). Catching up reads the epoch and the version, and
+            // resyncs if they moved.
+            debug!(
+                version = rec.version,
+                last = self.last,
+                "the change stream went back; checking Redis's history"
+            );
+            return self.catch_up(con);
+        }
         self.status.saw_version(rec.version);
         if self.epoch.is_none() {
             // The first write to an empty Redis created the epoch; learn it on
@@ -784,6 +828,7 @@ impl SyncThread {
         for rec in &recs {
             self.status.saw_version(rec.version);
             self.apply_next(rec);
+            self.received = rec.version;
         }
         SyncStatus::add(&self.status.counters.direct_messages);
         true

@@ -336,6 +336,79 @@ async fn redis_restarts_with_aof_and_without_data_converge() {
     assert!(counter(&sub, |c| &c.full_resyncs) >= 2);
 }
 
+/// Redis loses its data while every connection stays up (`FLUSHALL` here;
+/// a replica resynced from a master restarted without persistence does the
+/// same): the new history's versions start again at 1, below what the
+/// reader applied. The subscription's versions going back is the sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lost_under_a_live_subscription_is_noticed_from_the_next_change() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    for i in 0..100u64 {
+        p.put(&format!("p{i}"), &body("p", i)).await.unwrap();
+    }
+    let mut cfg = sync_config(&redis, "hr");
+    // No idle check within the test: only the change stream can tell.
+    cfg.ping_interval = Duration::from_secs(600);
+    let sub = spawn(cfg);
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, LIMIT);
+
+    let mut con = redis.connection();
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    p.put("p1", br#"{"id":"p1","fresh":true}"#).await.unwrap();
+    for i in 0..4u64 {
+        p.put(&format!("new{i}"), &body("new", i)).await.unwrap();
+    }
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    let g = sub.store().guard();
+    assert_eq!(sub.store().len(), 5, "no ghost of the lost data");
+    assert_eq!(
+        sub.store().get("p1", &g).unwrap().body(),
+        br#"{"id":"p1","fresh":true}"#
+    );
+    assert_eq!(
+        counter(&sub, |c| &c.reconnects),
+        0,
+        "the connection stayed up"
+    );
+    assert_eq!(
+        counter(&sub, |c| &c.full_resyncs),
+        2,
+        "bootstrap, then the resync"
+    );
+}
+
+/// As above, but nothing is written after the loss: the idle subscription's
+/// check of the epoch and version finds it, and the store empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_lost_under_an_idle_subscription_is_noticed_by_its_check() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    for i in 0..20u64 {
+        p.put(&format!("p{i}"), &body("p", i)).await.unwrap();
+    }
+    let sub = spawn(sync_config(&redis, "hr"));
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, LIMIT);
+
+    let mut con = redis.connection();
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(sub.store().len(), 0);
+    assert_eq!(
+        counter(&sub, |c| &c.reconnects),
+        0,
+        "the connection stayed up"
+    );
+    // The next history is followed from its first version.
+    p.put("after", br#"{"id":"after"}"#).await.unwrap();
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(sub.store().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_keeps_serving_while_redis_is_down_and_reconnects_by_itself() {
     let mut redis = RedisServer::start_with(true, &["--appendfsync", "always"]);
