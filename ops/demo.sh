@@ -155,15 +155,21 @@ build() {
 
 check_ports() {
     local p busy=()
-    for p in $redis_port $writer_port "${reader_ports[@]}" $prom_port; do
+    for p in $redis_port $writer_port "${reader_ports[@]}"; do
         if port_busy "$p"; then busy+=("$p"); fi
     done
+    # Prometheus is optional: another one on its port (Debian's package
+    # starts its own service) means the demo runs without its own.
+    if port_busy "$prom_port"; then
+        prom_busy=1
+        warn "port $prom_port on $host is in use$(w=$(who_listens "$prom_port"); [ -n "$w" ] && echo " by $w"): continuing without the demo's Prometheus"
+    fi
     if [ ${#busy[@]} -gt 0 ]; then
         for p in "${busy[@]}"; do
             printf '%serror:%s port %s on %s is in use%s\n' "$r" "$n" "$p" "$host" \
                 "$(w=$(who_listens "$p"); [ -n "$w" ] && echo " by $w")" >&2
         done
-        die "the demo needs ports $redis_port, $writer_port, ${reader_ports[*]} and $prom_port free (a demo already running? make demo-down)"
+        die "the demo needs ports $redis_port, $writer_port and ${reader_ports[*]} free (a demo already running? make demo-down)"
     fi
 }
 
@@ -212,7 +218,7 @@ $(tail -n 5 "$log_dir/writer.log")"
 $(tail -n 5 "$log_dir/reader-$p.log")"
     done
 
-    if command -v prometheus >/dev/null 2>&1; then
+    if [ -z "${prom_busy:-}" ] && command -v prometheus >/dev/null 2>&1; then
         say "Prometheus on http://$host:$prom_port (rules: ops/prometheus/rules)"
         start prometheus "$log_dir/prometheus.log" \
             prometheus --config.file="$repo/ops/prometheus/prometheus-demo.yml" \

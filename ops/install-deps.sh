@@ -7,9 +7,15 @@ need=()
 want() { # want <command> <debian package>
     command -v "$1" >/dev/null 2>&1 || need+=("$2")
 }
+# ops/check.sh makes a Python venv for its compose and YAML checks; Debian's
+# own python3 needs python3-venv for that (ensurepip is split out of it).
+want_venv() {
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
+        need+=(python3 python3-venv)
+}
 
 case "${1:-test}" in
-    test)  want redis-server redis-server; want promtool prometheus; want wrk wrk; want nginx nginx; want ip iproute2 ;;
+    test)  want redis-server redis-server; want promtool prometheus; want wrk wrk; want nginx nginx; want ip iproute2; want_venv ;;
     demo)  want redis-server redis-server; want prometheus prometheus; want curl curl ;;
     bench) want redis-server redis-server; want wrk wrk; want nginx nginx; want curl curl ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;
@@ -28,8 +34,10 @@ if [ "$(id -u)" -eq 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    # Debian's packages start their services; the project runs its own instances.
+    # Debian's packages start (and enable) their services; the project runs
+    # its own instances, on the same ports for Prometheus and Redis's default.
     for svc in redis-server prometheus nginx; do
+        if command -v systemctl >/dev/null 2>&1; then systemctl disable "$svc" >/dev/null 2>&1 || true; fi
         if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
     done
 else
