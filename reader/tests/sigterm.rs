@@ -1,6 +1,7 @@
 //! The real binary: SIGTERM stops accepting, finishes in-flight requests,
 //! closes idle connections and exits 0; stopped and continued, it still
-//! tells a client that finished sending from one that was too slow.
+//! tells a client that finished sending from one that was too slow, and
+//! holds its connection cap against a burst that queued while it was stopped.
 
 mod common;
 
@@ -15,7 +16,17 @@ use heavyread_sync::Publisher;
 
 /// Starts the binary on a free port; returns it and the address it logged.
 fn spawn_reader(redis_url: &str, header_timeout: &str) -> (Child, SocketAddr) {
+    spawn_reader_with(redis_url, header_timeout, &[])
+}
+
+/// [`spawn_reader`] with more environment variables.
+fn spawn_reader_with(
+    redis_url: &str,
+    header_timeout: &str,
+    extra: &[(&str, &str)],
+) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_heavyread-reader"))
+        .envs(extra.iter().copied())
         .env("HEAVYREAD_LISTEN", "127.0.0.1:0")
         .env("HEAVYREAD_REDIS_URL", redis_url)
         .env("HEAVYREAD_CORES", "1")
@@ -193,4 +204,43 @@ fn too_little_locked_memory_fails_with_what_to_raise() {
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains("RLIMIT_MEMLOCK is 256 KiB"), "{logs}");
     assert!(logs.contains("ulimit -l"), "{logs}");
+}
+
+/// Connections that queue while the reader is stopped are accepted in one
+/// burst when it continues, before any of their tasks runs: the cap must
+/// count them from their accept, not from their first run.
+#[test]
+fn a_burst_of_queued_connections_is_held_to_the_cap() {
+    let redis = RedisServer::start();
+    let (mut child, addr) = spawn_reader_with(
+        &redis.url(),
+        "5s",
+        &[("HEAVYREAD_MAX_CONNECTIONS_PER_CORE", "2")],
+    );
+    assert_eq!(status_of(&get(addr, "/health")), 200);
+    signal(&child, "STOP");
+    let mut burst: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+    for s in &mut burst {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    }
+    signal(&child, "CONT");
+    let mut statuses: Vec<u16> = burst
+        .iter_mut()
+        .map(|s| {
+            let out = read_to_close(s);
+            if out.is_empty() {
+                0
+            } else {
+                status_of(&out)
+            }
+        })
+        .collect();
+    statuses.sort_unstable();
+    let served = statuses.iter().filter(|&&s| s == 200).count();
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(served <= 2, "{served} served over a cap of 2: {statuses:?}");
+    assert_eq!(served + refused, 20, "{statuses:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
