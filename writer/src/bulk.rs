@@ -188,7 +188,7 @@ impl Run<'_> {
 
     /// Sends the pending batch once the previous one is confirmed.
     async fn flush(&mut self, force: bool) -> Result<(), Stop> {
-        if self.batch.is_empty() || (!force && self.batch.len() < self.state.bulk_chunk) {
+        if self.batch.is_empty() || (!force && !full(&self.batch, self.state.bulk_chunk)) {
             return Ok(());
         }
         self.settle().await?;
@@ -300,6 +300,18 @@ enum Line<'a> {
     Text(&'a [u8]),
     /// Longer than the limit; its bytes were dropped.
     TooLong,
+}
+
+/// Body bytes a batch may hold before it goes to Redis, whatever its
+/// number of posts: with large posts a batch of `--bulk-chunk` posts would
+/// hold (three times over: the batch filling, the one in Redis, the
+/// client library's copy of it) up to `--bulk-chunk` times
+/// `--max-body-bytes`, gigabytes per request.
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// Whether a batch goes to Redis now.
+fn full(batch: &PutBatch, chunk: usize) -> bool {
+    batch.len() >= chunk || batch.body_bytes() >= BATCH_BYTES
 }
 
 /// Cuts a byte stream into lines of bounded length, keeping at most one
@@ -510,6 +522,27 @@ mod tests {
                 (7, Some(b"last".to_vec())),
             ]
         );
+    }
+
+    #[test]
+    fn a_batch_goes_out_at_its_post_count_or_its_bytes() {
+        let mut b = PutBatch::with_capacity(4);
+        let small = vec![b'x'; 100];
+        for i in 0..3 {
+            b.push(&format!("s{i}"), &small).unwrap();
+        }
+        assert!(!full(&b, 4), "3 small posts of a chunk of 4");
+        b.push("s3", &small).unwrap();
+        assert!(full(&b, 4), "4 posts");
+        // Large posts: the bytes decide long before the count.
+        let large = vec![b'y'; 1 << 20];
+        let mut b = PutBatch::with_capacity(1000);
+        for i in 0..7 {
+            b.push(&format!("l{i}"), &large).unwrap();
+        }
+        assert!(!full(&b, 1000), "7 MiB");
+        b.push("l7", &large).unwrap();
+        assert!(full(&b, 1000), "8 MiB in 8 posts of a chunk of 1000");
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_BULK_MAX_BYTES", default_value_t = DEFAULT_BULK_MAX_BYTES)]
     pub bulk_max_bytes: u64,
 
-    /// Puts per pipelined Redis round trip in `/bulk`.
+    /// Puts per pipelined Redis round trip in `/bulk` (a round trip also goes
+    /// out once its bodies reach 8 MiB).
     #[arg(long, env = "HEAVYREAD_BULK_CHUNK", default_value_t = DEFAULT_BULK_CHUNK)]
     pub bulk_chunk: usize,
 
