@@ -423,6 +423,21 @@ fn itoa(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
     &tmp[i..]
 }
 
+/// How many more ids to make room for: `additional`, or for a bounded
+/// store no more than the entries its budget could hold (each accounts for
+/// at least [`ENTRY_OVERHEAD`] and [`RING_SLOT_OVERHEAD`]) beyond the `len`
+/// it holds.
+fn reservable(budget: Option<u64>, len: usize, additional: usize) -> usize {
+    match budget {
+        None => additional,
+        Some(b) => {
+            let most =
+                usize::try_from(b / (ENTRY_OVERHEAD + RING_SLOT_OVERHEAD)).unwrap_or(usize::MAX);
+            additional.min(most.saturating_sub(len))
+        }
+    }
+}
+
 /// An entry as the map holds it: hashed and compared by its id, so the id
 /// lives once, in the entry's block, instead of in a key of its own.
 struct Resident(Entry);
@@ -796,9 +811,12 @@ impl StoreWriter {
 
     /// Makes room for `additional` more ids up front (a bootstrap knows the
     /// hash length), so the map does not grow step by step while loading.
+    /// A bounded store reserves no more than its budget can ever hold:
+    /// the table is not counted in the budget and never shrinks.
     pub fn reserve(&mut self, additional: usize) {
+        let n = reservable(self.store.budget, self.store.len(), additional);
         let map = &self.store.map;
-        map.reserve(additional, &map.guard());
+        map.reserve(n, &map.guard());
     }
 
     /// Starts a full resync: entries not seen again before [`Self::sweep`]
@@ -901,6 +919,20 @@ mod tests {
             id,
             body,
         }
+    }
+
+    #[test]
+    fn a_bounded_store_reserves_no_more_than_its_budget_holds() {
+        // Unbounded: all of them.
+        assert_eq!(reservable(None, 5, 50_000_000), 50_000_000);
+        // 1 MiB holds at most 1 MiB / 106 bytes = 9892 entries.
+        let per = ENTRY_OVERHEAD + RING_SLOT_OVERHEAD;
+        let most = (1u64 << 20) / per;
+        assert_eq!(most, 9892);
+        assert_eq!(reservable(Some(1 << 20), 0, 50_000_000), 9892);
+        assert_eq!(reservable(Some(1 << 20), 9000, 50_000_000), 892);
+        assert_eq!(reservable(Some(1 << 20), 9000, 100), 100);
+        assert_eq!(reservable(Some(1 << 20), 20_000, 100), 0);
     }
 
     #[test]
