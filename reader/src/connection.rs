@@ -177,6 +177,12 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
             linger(core, socket, state, input).await;
             return;
         }
+        // Empty lines before a request line are to be ignored (RFC 9112,
+        // section 2.2): a client's stray CRLF after its request leaves the
+        // connection idle, not inside a head that would time out.
+        while pos < filled && matches!(input[pos], b'\r' | b'\n') {
+            pos += 1;
+        }
         input.copy_within(pos..filled, 0);
         filled -= pos;
         if filled == 0 {

@@ -153,3 +153,31 @@ fn a_request_followed_by_end_of_file_is_answered_and_closed_at_once() {
         "{page}"
     );
 }
+
+/// An empty line after a request (some clients end a request with an extra
+/// CRLF) is ignored: the connection is idle, not inside a slow head, so it
+/// gets no 408 at the header timeout and serves its next request.
+#[test]
+fn a_stray_empty_line_after_a_request_leaves_the_connection_idle() {
+    // The fixture's header timeout is 400 ms.
+    let f = Fixture::start(|c| c.idle_timeout = Duration::from_secs(10));
+    let mut s = connect(f.addr());
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n\r\n")
+        .unwrap();
+    assert_eq!(status_of(&read_response(&mut s, false)), 200);
+    std::thread::sleep(Duration::from_millis(700));
+    s.write_all(b"GET /ready HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut s, false);
+    assert_eq!(
+        status_of(&resp),
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&resp)
+    );
+    let page = f.reader.render_metrics();
+    assert!(
+        page.contains("heavyread_reader_connection_timeouts_total{phase=\"header\"} 0\n"),
+        "{page}"
+    );
+}
