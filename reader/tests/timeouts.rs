@@ -181,3 +181,39 @@ fn a_stray_empty_line_after_a_request_leaves_the_connection_idle() {
         "{page}"
     );
 }
+
+/// A connection over the cap whose request already arrived gets its 503
+/// and then a clean end of file: closing with the request unread would
+/// reset the connection instead.
+#[test]
+fn a_refused_connection_ends_cleanly_after_its_503() {
+    let f = Fixture::start(|c| {
+        c.max_connections_per_core = 1;
+        c.idle_timeout = Duration::from_secs(10);
+    });
+    let mut held = connect(f.addr());
+    held.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(status_of(&read_response(&mut held, false)), 200);
+    for round in 0..5 {
+        let mut s = connect(f.addr());
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        // The reader answers and closes before this side reads anything.
+        std::thread::sleep(Duration::from_millis(200));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!(
+                    "round {round}: {e} after {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
+            }
+        }
+        assert_eq!(status_of(&out), 503, "round {round}");
+    }
+}
