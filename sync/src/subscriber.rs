@@ -407,12 +407,22 @@ impl SyncThread {
     /// resyncs) when they moved.
     fn check_state(&mut self, con: &mut redis::Connection) -> Result<(), Error> {
         let (epoch, version) = self.read_state(con)?;
-        let known = self.epoch.is_some() || self.last > 0;
-        if (known && epoch != self.epoch) || version < self.last {
+        if self.history_changed(&epoch, version) {
             info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis's history changed under a live subscription");
             return self.catch_up(con);
         }
         Ok(())
+    }
+
+    /// Whether Redis, showing `epoch` and `version`, holds another history
+    /// than the one applied: a new epoch, or a version behind `last`. With
+    /// nothing applied yet from any dataset there is nothing to lose, and
+    /// its epoch is adopted.
+    fn history_changed(&mut self, epoch: &Option<String>, version: u64) -> bool {
+        if self.epoch.is_none() && self.last == 0 {
+            self.epoch = epoch.clone();
+        }
+        *epoch != self.epoch || version < self.last
     }
 
     /// Reads the epoch and the version with one MGET (not MULTI: a refused
@@ -456,10 +466,7 @@ impl SyncThread {
             return self.full_resync(con, false);
         }
         let (epoch, version) = self.read_state(con)?;
-        if self.epoch.is_none() && self.last == 0 {
-            self.epoch = epoch.clone();
-        }
-        if epoch != self.epoch || version < self.last {
+        if self.history_changed(&epoch, version) {
             info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis lost its data; resyncing");
             return self.full_resync(con, true);
         }
@@ -630,11 +637,7 @@ impl SyncThread {
                 .arg(self.cfg.catch_up_batch + 1)
                 .query(con)?;
             let version = version.unwrap_or(0);
-            if self.epoch.is_none() && self.last == 0 {
-                // Nothing applied yet from any dataset: there is nothing to lose.
-                self.epoch = epoch.clone();
-            }
-            if epoch != self.epoch || version < self.last {
+            if self.history_changed(&epoch, version) {
                 info!(old = ?self.epoch, new = ?epoch, version, last = self.last, "redis lost its data; resyncing");
                 return self.full_resync(con, true);
             }
