@@ -31,7 +31,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::http::{content_length, drain, next_chunk, require_media, AppState};
+use crate::http::{content_length, drain, next_chunk, refuse_body, require_media, AppState};
 use crate::metrics::LineResult;
 use crate::post::{Post, PostError};
 
@@ -219,6 +219,7 @@ pub(crate) async fn bulk(State(s): State<AppState>, headers: HeaderMap, body: Bo
         return e.into_response();
     }
     if content_length(&headers).is_some_and(|n| n > s.bulk_max_bytes) {
+        refuse_body(body, &headers).await;
         return ApiError::TooLarge {
             limit: s.bulk_max_bytes,
         }

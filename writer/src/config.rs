@@ -30,11 +30,13 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default longest silence while a request body arrives.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default longest time a response write may make no progress.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest number of open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Largest `--max-connections` accepted.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
-/// Largest `--header-timeout` and `--body-timeout` accepted (hyper adds them to `Instant::now()`).
+/// Largest `--header-timeout`, `--body-timeout` and `--write-timeout` accepted (hyper adds them to `Instant::now()`).
 pub const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest title, in characters.
 pub const DEFAULT_MAX_TITLE_CHARS: usize = 512;
@@ -120,6 +122,11 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_WRITER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 
+    /// Longest a response write may wait for a client that takes no bytes: the connection is
+    /// closed (a client that never reads its answers would otherwise hold its connection).
+    #[arg(long, env = "HEAVYREAD_WRITER_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
     /// Open client connections at most; further ones wait in the listen backlog until one closes.
     #[arg(long, env = "HEAVYREAD_WRITER_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -148,6 +155,7 @@ impl std::fmt::Debug for Config {
             .field("drain_timeout", &self.drain_timeout)
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_connections", &self.max_connections)
             .field("log_format", &self.log_format)
             .finish()
@@ -173,6 +181,7 @@ impl Config {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             log_format: LogFormat::Text,
         }
@@ -258,6 +267,7 @@ impl Config {
         for (flag, d) in [
             ("header-timeout", self.header_timeout),
             ("body-timeout", self.body_timeout),
+            ("write-timeout", self.write_timeout),
         ] {
             if d.is_zero() || d > MAX_CLIENT_TIMEOUT {
                 return bad(flag, format!("{d:?} is outside (0s, 1h]"));
@@ -355,6 +365,11 @@ mod tests {
         check(
             &|c| c.body_timeout = Duration::from_secs(7200),
             "body-timeout",
+        );
+        check(&|c| c.write_timeout = Duration::ZERO, "write-timeout");
+        check(
+            &|c| c.write_timeout = Duration::from_secs(7200),
+            "write-timeout",
         );
         check(&|c| c.max_connections = 0, "max-connections");
         check(&|c| c.max_connections = usize::MAX, "max-connections");

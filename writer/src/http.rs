@@ -161,7 +161,7 @@ pub(crate) async fn read_body(
         limit: limit as u64,
     };
     if content_length(headers).is_some_and(|n| n > limit as u64) {
-        drain(body.into_data_stream()).await;
+        refuse_body(body, headers).await;
         return Err(too_large);
     }
     let mut stream = body.into_data_stream();
@@ -189,6 +189,20 @@ pub(crate) async fn read_body(
 
 pub(crate) fn unreadable(e: axum::Error) -> ApiError {
     ApiError::BadRequest(format!("cannot read the request body: {e}"))
+}
+
+/// Drops a body refused from its head alone. A client that asked
+/// `Expect: 100-continue` sends nothing until told to, so its body is not
+/// read (reading it is what makes hyper send the `100 Continue`); the
+/// connection is closed after the answer instead. Any other client is
+/// already sending: a bounded part is read first (see [`drain`]).
+pub(crate) async fn refuse_body(body: Body, headers: &HeaderMap) {
+    let waits = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits {
+        drain(body.into_data_stream()).await;
+    }
 }
 
 /// Reads and drops a bounded rest of a body we refused.

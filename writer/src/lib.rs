@@ -51,6 +51,7 @@
 pub mod backend;
 pub mod bulk;
 pub mod config;
+mod deadline;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -104,6 +105,7 @@ pub async fn serve(
         auth = config.write_token.is_some(),
         header_timeout = ?config.header_timeout,
         body_timeout = ?config.body_timeout,
+        write_timeout = ?config.write_timeout,
         max_connections = config.max_connections,
         "listening"
     );

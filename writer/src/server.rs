@@ -10,6 +10,8 @@
 //!   that never send anything and idle keep-alive connections.
 //! - `--body-timeout` bounds each silence inside a request body; the handlers
 //!   enforce it (see [`crate::http::next_chunk`]) and answer 408.
+//! - `--write-timeout` bounds each wait for a client to take answer bytes
+//!   (see [`crate::deadline`]): a client that stops reading is disconnected.
 //! - `--max-connections` bounds open connections: at the cap the loop stops
 //!   accepting, and new connections wait in the kernel's listen backlog.
 //!
@@ -32,6 +34,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{debug, error, info, warn};
 
+use crate::deadline::WriteDeadline;
 use crate::Config;
 
 /// Pause after an accept error that is not about one connection (such as
@@ -41,7 +44,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Least time between two "connection limit reached" warnings.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
-type Connection = http1::Connection<TokioIo<TcpStream>, TowerToHyperService<Router>>;
+type Connection = http1::Connection<TokioIo<WriteDeadline<TcpStream>>, TowerToHyperService<Router>>;
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains
 /// (see the module docs). Never fails: accept errors are logged and retried.
@@ -72,8 +75,8 @@ pub(crate) async fn serve(
         while let Some(ended) = conns.try_join_next() {
             report(ended);
         }
-        let conn =
-            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+        let io = TokioIo::new(WriteDeadline::new(tcp, config.write_timeout));
+        let conn = http.serve_connection(io, TowerToHyperService::new(router.clone()));
         conns.spawn(connection(conn, slot, stop_rx.clone()));
     }
     drop(acceptor);

@@ -1,5 +1,6 @@
 //! Connection handling over real sockets: the header timeout closes silent
-//! and idle keep-alive connections, the connection cap makes new
+//! and idle keep-alive connections, the write timeout closes connections
+//! whose client stops taking answers, the connection cap makes new
 //! connections wait for a free slot, and shutdown drops what is still open
 //! after the drain timeout.
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{parse_response, post, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// The header timeout in these tests.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -108,6 +109,82 @@ async fn connections_over_the_cap_wait_until_one_closes() {
     // One closes: the waiting connection takes its slot and is answered.
     drop(a);
     read_health(&mut c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_no_answers_loses_its_connection_after_the_write_timeout() {
+    let write_timeout = Duration::from_secs(1);
+    // One slot: while the stuck client holds it, nobody else is served.
+    let env = Env::start_with(|c| {
+        c.write_timeout = write_timeout;
+        c.max_connections = 1;
+    })
+    .await;
+    let content = "x".repeat(200_000);
+    let r = env.create(&post("big", "t", &content, "a")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // 100 pipelined reads of the 200 kB post (20 MB of answers, far more
+    // than the socket buffers hold) from a client that never reads.
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = sock.connect(env.addr()).await.unwrap();
+    let reads = "GET /post?id=big HTTP/1.1\r\nHost: h\r\n\r\n".repeat(100);
+    stuck.write_all(reads.as_bytes()).await.unwrap();
+    // The next client waits for the slot: it gets it once the writer has
+    // given up on the stuck one.
+    let t = Instant::now();
+    let mut next = TcpStream::connect(env.addr()).await.unwrap();
+    next.write_all(HEALTH).await.unwrap();
+    read_health(&mut next).await;
+    let waited = t.elapsed();
+    assert!(
+        waited >= write_timeout / 2 && waited < write_timeout + Duration::from_secs(4),
+        "served after {waited:?}"
+    );
+    // The stuck client got some answers, then the end of the connection.
+    let got = wait_close(&mut stuck).await;
+    let answers = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert!(
+        answers < 100,
+        "{answers} answers of 100: the connection was not cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_refused_from_its_head_is_not_asked_for_with_100_continue() {
+    let env = Env::start_with(|c| c.bulk_max_bytes = 1 << 20).await;
+    for (path, media) in [
+        ("/create", "application/json"),
+        ("/bulk", "application/x-ndjson"),
+    ] {
+        // Over both limits; the client waits for a 100 Continue before sending it.
+        let mut s = TcpStream::connect(env.addr()).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: h\r\nContent-Type: {media}\r\n\
+             Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let t = Instant::now();
+        let out = wait_close(&mut s).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 413 "), "{path}: {text}");
+        assert!(!text.contains(" 100 Continue"), "{path}: {text}");
+        // Answered at once, not after waiting for a body that is not coming.
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+    // Without the expectation the client is sending already: the same answer.
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let head = "POST /create HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
+                Content-Length: 5000000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[b' '; 100_000]).await.unwrap();
+    let out = wait_close(&mut s).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
