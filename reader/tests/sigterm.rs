@@ -11,11 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use heavyread_sync::testing::RedisServer;
+use heavyread_sync::testing::{KillOnDrop, RedisServer};
 use heavyread_sync::Publisher;
 
 /// Starts the binary on a free port; returns it and the address it logged.
-fn spawn_reader(redis_url: &str, header_timeout: &str) -> (Child, SocketAddr) {
+fn spawn_reader(redis_url: &str, header_timeout: &str) -> (KillOnDrop, SocketAddr) {
     spawn_reader_with(redis_url, header_timeout, &[])
 }
 
@@ -24,8 +24,8 @@ fn spawn_reader_with(
     redis_url: &str,
     header_timeout: &str,
     extra: &[(&str, &str)],
-) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_heavyread-reader"))
+) -> (KillOnDrop, SocketAddr) {
+    let child = Command::new(env!("CARGO_BIN_EXE_heavyread-reader"))
         .envs(extra.iter().copied())
         .env("HEAVYREAD_LISTEN", "127.0.0.1:0")
         .env("HEAVYREAD_REDIS_URL", redis_url)
@@ -40,6 +40,7 @@ fn spawn_reader_with(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start heavyread-reader");
+    let mut child = KillOnDrop(child);
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines

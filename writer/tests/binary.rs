@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use heavyread_sync::testing::RedisServer;
+use heavyread_sync::testing::{KillOnDrop, RedisServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_heavyread-writer");
 
@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_heavyread-writer");
 fn spawn(
     redis: &RedisServer,
     extra_env: &[(&str, &str)],
-) -> (Child, SocketAddr, mpsc::Receiver<String>) {
+) -> (KillOnDrop, SocketAddr, mpsc::Receiver<String>) {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("HEAVYREAD_WRITER_LISTEN", "127.0.0.1:0")
@@ -30,7 +30,7 @@ fn spawn(
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn the writer binary");
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn the writer binary"));
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
