@@ -43,6 +43,10 @@ use crate::sys::{self, Shut};
 
 /// Output buffers larger than this are not kept for reuse.
 const MAX_POOLED_OUT: usize = 1 << 20;
+/// Capacity of all the output buffers kept, together: the 1024 buffers of
+/// the initial size fit, while a burst of large answers (many connections
+/// writing 1 MiB posts at once) leaves at most this much held afterwards.
+const MAX_POOLED_OUT_BYTES: usize = 16 << 20;
 /// Initial capacity of an output buffer.
 const OUT_CAPACITY: usize = 16 << 10;
 /// Buffers kept per pool.
@@ -125,7 +129,41 @@ pub struct Core {
     pub poller: Poller,
     conns: RefCell<Registry>,
     in_pool: RefCell<Vec<Box<[u8]>>>,
-    out_pool: RefCell<Vec<Vec<u8>>>,
+    out_pool: RefCell<OutPool>,
+}
+
+/// Output buffers kept for reuse, bounded in number and in bytes.
+#[derive(Debug, Default)]
+struct OutPool {
+    bufs: Vec<Vec<u8>>,
+    /// The capacities of `bufs`, summed.
+    bytes: usize,
+}
+
+impl OutPool {
+    fn take(&mut self) -> Vec<u8> {
+        match self.bufs.pop() {
+            Some(buf) => {
+                self.bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::with_capacity(OUT_CAPACITY),
+        }
+    }
+
+    /// Keeps `buf` (cleared) if the pool has room for it; frees it otherwise.
+    fn put(&mut self, mut buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap > MAX_POOLED_OUT
+            || self.bufs.len() >= MAX_POOLED
+            || self.bytes + cap > MAX_POOLED_OUT_BYTES
+        {
+            return;
+        }
+        buf.clear();
+        self.bytes += cap;
+        self.bufs.push(buf);
+    }
 }
 
 fn now_date() -> [u8; 29] {
@@ -155,7 +193,7 @@ impl Core {
             poller: Poller::new()?,
             conns: RefCell::new(Registry::default()),
             in_pool: RefCell::new(Vec::new()),
-            out_pool: RefCell::new(Vec::new()),
+            out_pool: RefCell::new(OutPool::default()),
             shared,
         })
     }
@@ -214,22 +252,12 @@ impl Core {
 
     /// An empty output buffer.
     pub fn take_out(&self) -> Vec<u8> {
-        self.out_pool
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(OUT_CAPACITY))
+        self.out_pool.borrow_mut().take()
     }
 
-    /// Returns an output buffer to the pool (cleared; oversized ones are freed).
-    pub fn put_out(&self, mut buf: Vec<u8>) {
-        if buf.capacity() > MAX_POOLED_OUT {
-            return;
-        }
-        buf.clear();
-        let mut p = self.out_pool.borrow_mut();
-        if p.len() < MAX_POOLED {
-            p.push(buf);
-        }
+    /// Returns an output buffer to the pool (cleared; freed when the pool is full).
+    pub fn put_out(&self, buf: Vec<u8>) {
+        self.out_pool.borrow_mut().put(buf);
     }
 
     /// What `/ready` answers: `None` when ready, else why not.
@@ -402,4 +430,50 @@ async fn refuse(core: Rc<Core>, mut stream: TcpStream) {
 /// Binds this executor's listener (SO_REUSEPORT, set by glommio).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_pool_keeps_at_most_its_byte_budget_of_large_buffers() {
+        let mut pool = OutPool::default();
+        // A burst: 200 connections each built a 1 MiB answer.
+        for _ in 0..200 {
+            let mut b = pool.take();
+            b.resize(MAX_POOLED_OUT, b'x');
+            pool.put(b);
+        }
+        let bursts: Vec<Vec<u8>> = (0..200).map(|_| vec![b'x'; MAX_POOLED_OUT]).collect();
+        for b in bursts {
+            pool.put(b);
+        }
+        let held: usize = pool.bufs.iter().map(Vec::capacity).sum();
+        assert_eq!(held, pool.bytes);
+        assert!(held <= MAX_POOLED_OUT_BYTES, "{held} bytes held");
+        assert!(!pool.bufs.is_empty(), "large buffers are still reused");
+        // Taking them gives them back cleared, and the count follows.
+        while !pool.bufs.is_empty() {
+            let b = pool.take();
+            assert!(b.is_empty());
+        }
+        assert_eq!(pool.bytes, 0);
+    }
+
+    #[test]
+    fn the_output_pool_keeps_its_full_count_of_buffers_of_the_initial_size() {
+        let mut pool = OutPool::default();
+        let bufs: Vec<Vec<u8>> = (0..MAX_POOLED + 10).map(|_| pool.take()).collect();
+        for b in bufs {
+            pool.put(b);
+        }
+        assert_eq!(pool.bufs.len(), MAX_POOLED);
+        assert_eq!(pool.bytes, MAX_POOLED * OUT_CAPACITY);
+        // Larger than the largest kept: freed, even with room in the pool.
+        let mut empty = OutPool::default();
+        empty.put(Vec::with_capacity(MAX_POOLED_OUT + 1));
+        assert!(empty.bufs.is_empty());
+        assert_eq!(empty.bytes, 0);
+    }
 }
