@@ -111,6 +111,7 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
                         br#"{"error":"request head not received in time"}"#,
                         b"",
                         None,
+                        false,
                         &mut out,
                     );
                     core.metrics()
@@ -177,11 +178,18 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
             linger(core, socket, state, input).await;
             return;
         }
-        // Empty lines before a request line are to be ignored (RFC 9112,
-        // section 2.2): a client's stray CRLF after its request leaves the
-        // connection idle, not inside a head that would time out.
-        while pos < filled && matches!(input[pos], b'\r' | b'\n') {
-            pos += 1;
+        // Empty lines (CRLF or a bare LF) before a request line are to be
+        // ignored (RFC 9112, section 2.2): a client's stray CRLF after its
+        // request leaves the connection idle, not inside a head that would
+        // time out. A CR not followed by LF is no line end: it stays, to be
+        // refused by the parser (or completed by the next read), as it
+        // would be had it come in the same read as the request after it.
+        loop {
+            match input[pos..filled] {
+                [b'\n', ..] => pos += 1,
+                [b'\r', b'\n', ..] => pos += 2,
+                _ => break,
+            }
         }
         input.copy_within(pos..filled, 0);
         filled -= pos;
@@ -294,13 +302,14 @@ fn process(core: &Core, input: &[u8], out: &mut Vec<u8>, filled: &mut Option<Fil
                     return b;
                 }
             },
-            Parse::Reject(r, request_id) => {
+            Parse::Reject(r, request_id, head) => {
                 reject_with(
                     core,
                     r.status(),
                     r.body(),
                     r.extra_headers(),
                     request_id,
+                    head,
                     out,
                 );
                 core.metrics().request(Route::Invalid, r.status());
@@ -319,6 +328,7 @@ fn reject_with(
     body: &[u8],
     extra: &[u8],
     request_id: Option<&[u8]>,
+    head: bool,
     out: &mut Vec<u8>,
 ) {
     let generated;
@@ -336,7 +346,7 @@ fn reject_with(
         keep_alive: false,
         http10: false,
     };
-    http::write_simple(out, &c, status, http::JSON, extra, body, false);
+    http::write_simple(out, &c, status, http::JSON, extra, body, head);
 }
 
 /// Appends the answer to `req`; `Ok(false)` when the connection closes

@@ -234,8 +234,9 @@ pub enum Parse<'a> {
     Partial,
     /// A head of `len` bytes (the next request starts right after it).
     Complete(Request<'a>, usize),
-    /// Refuse and close; `request_id` is the client's, when it got that far.
-    Reject(Reject, Option<&'a [u8]>),
+    /// Refuse and close; `request_id` is the client's, when it got that
+    /// far; the flag says the method was HEAD (the answer has no body then).
+    Reject(Reject, Option<&'a [u8]>, bool),
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -280,6 +281,8 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     let max_headers = limits.max_headers.clamp(1, MAX_HEADERS_CAP);
     let mut req = httparse::Request::new(&mut []);
     let parsed = req.parse_with_uninit_headers(buf, &mut headers[..max_headers]);
+    // Known once the request line is parsed, even when the head is refused.
+    let head = req.method == Some("HEAD");
     // An over-long request line is 414 whatever else is wrong. A complete
     // head's line is exactly `METHOD SP target SP HTTP/1.x` (httparse's
     // default is one space between them), so its length needs no scan.
@@ -291,21 +294,21 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         _ => request_line_too_long(buf, limits),
     };
     if too_long {
-        return Parse::Reject(Reject::UriTooLong, None);
+        return Parse::Reject(Reject::UriTooLong, None, head);
     }
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len > limits.max_header_bytes => {
-            return Parse::Reject(Reject::HeadersTooLarge, None)
+            return Parse::Reject(Reject::HeadersTooLarge, None, head)
         }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= limits.max_header_bytes => {
-            return Parse::Reject(Reject::HeadersTooLarge, None)
+            return Parse::Reject(Reject::HeadersTooLarge, None, head)
         }
         Ok(httparse::Status::Partial) => return Parse::Partial,
         Err(httparse::Error::TooManyHeaders) => {
-            return Parse::Reject(Reject::HeadersTooLarge, None)
+            return Parse::Reject(Reject::HeadersTooLarge, None, head)
         }
-        Err(_) => return Parse::Reject(Reject::Malformed, None),
+        Err(_) => return Parse::Reject(Reject::Malformed, None, head),
     };
 
     let http10 = req.version == Some(0);
@@ -352,7 +355,7 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
-        _ => return Parse::Reject(Reject::MethodNotAllowed, request_id),
+        _ => return Parse::Reject(Reject::MethodNotAllowed, request_id, head),
     };
     let reject = if transfer_encoding {
         Some(Reject::TransferEncoding)
@@ -368,10 +371,10 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         None
     };
     if let Some(r) = reject {
-        return Parse::Reject(r, request_id);
+        return Parse::Reject(r, request_id, head);
     }
     let Some((path, query)) = split_target(req.path.unwrap_or("").as_bytes()) else {
-        return Parse::Reject(Reject::BadTarget, request_id);
+        return Parse::Reject(Reject::BadTarget, request_id, head);
     };
     let target = match path {
         b"/post" => Target::Post,
@@ -739,7 +742,7 @@ mod tests {
 
     fn rejected(buf: &[u8]) -> Reject {
         match parse_request(buf, &LIMITS) {
-            Parse::Reject(r, _) => r,
+            Parse::Reject(r, _, _) => r,
             other => panic!("{:?} for {:?}", other, String::from_utf8_lossy(buf)),
         }
     }
@@ -891,7 +894,7 @@ mod tests {
                         );
                         let got = matches!(
                             parse_request(&buf, &LIMITS),
-                            Parse::Reject(Reject::UriTooLong, _)
+                            Parse::Reject(Reject::UriTooLong, _, _)
                         );
                         assert_eq!(
                             got,

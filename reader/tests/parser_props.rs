@@ -38,7 +38,7 @@ fn check(buf: &[u8], l: &Limits) {
             let _ = req.not_modified(b"\"0123\"");
         }
         Parse::Partial => assert!(buf.len() < l.max_header_bytes),
-        Parse::Reject(r, _) => {
+        Parse::Reject(r, _, _) => {
             let _ = (r.status(), r.body());
         }
     }
