@@ -149,7 +149,7 @@ impl Backend {
 
     /// Loads the library at start, then checks every second until `stop`
     /// turns true, loading it again whenever Redis comes back without it.
-    /// Also keeps the `redis_up` gauge current.
+    /// Also keeps the `redis_up` and `last_version` gauges current.
     pub async fn keep_library_loaded(self, mut stop: watch::Receiver<bool>) {
         let mut was: Option<Readiness> = None;
         loop {
@@ -164,6 +164,13 @@ impl Backend {
                 }
             }
             self.metrics.set_redis_up(now == Readiness::Ready);
+            if now == Readiness::Ready {
+                // Redis may have lost its data (versions restart at 1): the
+                // gauge the readers' staleness alert compares with follows it.
+                if let Ok(v) = self.publisher.version().await {
+                    self.metrics.saw_version(v);
+                }
+            }
             let changed = was
                 .as_ref()
                 .is_none_or(|w| std::mem::discriminant(w) != std::mem::discriminant(&now));

@@ -225,6 +225,13 @@ impl Metrics {
         self.last_version.fetch_max(last_version, Relaxed);
     }
 
+    /// Redis's global version as just read: it replaces what the writes
+    /// left, so the gauge follows Redis back down after it lost its data
+    /// (the writes alone only ever raise it).
+    pub fn saw_version(&self, version: u64) {
+        self.last_version.store(version, Relaxed);
+    }
+
     /// A delete Redis acknowledged.
     pub fn published_delete(&self, version: u64) {
         self.published[1].fetch_add(1, Relaxed);
@@ -386,7 +393,7 @@ impl Metrics {
             o,
             "heavyread_writer_last_version",
             "gauge",
-            "Highest global version Redis returned to this writer.",
+            "Global version in Redis as this writer last saw it: the highest its writes got, and read from Redis every second.",
         )?;
         writeln!(
             o,

@@ -180,3 +180,38 @@ async fn metrics_pass_promtool_and_count_requests_records_bytes_and_errors() {
         Some(3.0)
     );
 }
+
+/// `heavyread_writer_last_version` is what the readers' staleness alert
+/// compares their applied version with: when Redis loses its data and its
+/// versions start again at 1, it follows Redis down within a few seconds
+/// instead of staying at the old history's highest version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_version_gauge_follows_redis_back_down_after_it_lost_its_data() {
+    let env = Env::start().await;
+    let addr = env.addr();
+    for i in 0..5 {
+        let r = env.create(&post(&format!("v{i}"), "t", "c", "a")).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let gauge = || async {
+        let text = get(addr, "/metrics").await.text();
+        metric(&text, "heavyread_writer_last_version").expect("the gauge")
+    };
+    assert_eq!(gauge().await, 5.0);
+    let _: () = redis::cmd("FLUSHALL")
+        .query(&mut env.redis.connection())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauge().await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "still {} 10 s after the flush",
+            gauge().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The new history's writes raise it from there.
+    let r = env.create(&post("after", "t", "c", "a")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(gauge().await, 1.0);
+}
