@@ -36,7 +36,10 @@ if [ "$(id -u)" -eq 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     # Debian's packages start (and enable) their services; the project runs
     # its own instances, on the same ports for Prometheus and Redis's default.
+    # Only the services of packages installed just now are stopped: a Redis,
+    # Prometheus or nginx that was already here is the machine owner's.
     for svc in redis-server prometheus nginx; do
+        printf '%s\n' "${need[@]}" | grep -qx "$svc" || continue
         if command -v systemctl >/dev/null 2>&1; then systemctl disable "$svc" >/dev/null 2>&1 || true; fi
         if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
     done
