@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use heavyread_sync::config::redacted;
+pub use heavyread_sync::config::{parse_duration, parse_size};
 use heavyread_sync::record::MAX_BODY_LEN;
 use heavyread_sync::Keys;
 
@@ -77,11 +78,11 @@ pub struct Config {
     pub log_max_len: u64,
 
     /// Largest request body of `/create`, and largest line of `/bulk`, in bytes (413 above it).
-    #[arg(long, env = "HEAVYREAD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, env = "HEAVYREAD_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = parse_bytes)]
     pub max_body_bytes: usize,
 
     /// Largest `content` field in bytes (422 above it; the body limit may bind first).
-    #[arg(long, env = "HEAVYREAD_MAX_CONTENT_BYTES", default_value_t = DEFAULT_MAX_CONTENT_BYTES)]
+    #[arg(long, env = "HEAVYREAD_MAX_CONTENT_BYTES", default_value_t = DEFAULT_MAX_CONTENT_BYTES, value_parser = parse_bytes)]
     pub max_content_bytes: usize,
 
     /// Largest `title` field in characters (422 above it).
@@ -93,7 +94,7 @@ pub struct Config {
     pub max_author_chars: usize,
 
     /// Largest `/bulk` request in bytes; it is streamed, so this bounds time, not memory.
-    #[arg(long, env = "HEAVYREAD_BULK_MAX_BYTES", default_value_t = DEFAULT_BULK_MAX_BYTES)]
+    #[arg(long, env = "HEAVYREAD_BULK_MAX_BYTES", default_value_t = DEFAULT_BULK_MAX_BYTES, value_parser = parse_size)]
     pub bulk_max_bytes: u64,
 
     /// Puts per pipelined Redis round trip in `/bulk` (a round trip also goes
@@ -286,24 +287,9 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 2s, 1m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "m" | "min" => n * 60.0,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+/// A byte size that fits memory: `1048576`, `1MiB`, `256KiB` (see [`parse_size`]).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    usize::try_from(parse_size(s)?).map_err(|_| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -324,15 +310,23 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("").is_err());
+    fn sizes_take_binary_units_as_the_readers_do() {
+        let c = <Config as clap::Parser>::try_parse_from([
+            "heavyread-writer",
+            "--max-body-bytes",
+            "2MiB",
+            "--max-content-bytes",
+            "64k",
+            "--bulk-max-bytes",
+            "1GiB",
+        ])
+        .unwrap();
+        assert_eq!(c.max_body_bytes, 2 << 20);
+        assert_eq!(c.max_content_bytes, 64 << 10);
+        assert_eq!(c.bulk_max_bytes, 1 << 30);
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert!(parse_bytes("2 parsecs").is_err());
+        assert!(parse_bytes("99999999999999999999").is_err());
     }
 
     #[test]
