@@ -519,6 +519,18 @@ fn answer(
     entry: &Entry,
     out: &mut Vec<u8>,
 ) -> Status {
+    if req.precondition_failed(entry.etag()) {
+        http::write_simple(
+            out,
+            c,
+            Status::PreconditionFailed,
+            http::JSON,
+            entry.etag_line(),
+            br#"{"error":"If-Match does not match the current ETag"}"#,
+            head,
+        );
+        return Status::PreconditionFailed;
+    }
     if req.not_modified(entry.etag()) {
         http::write_not_modified(out, c, &core.cache_control, entry.etag_line());
         Status::NotModified

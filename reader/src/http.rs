@@ -70,6 +70,8 @@ pub enum Status {
     MethodNotAllowed,
     /// 408.
     RequestTimeout,
+    /// 412.
+    PreconditionFailed,
     /// 414.
     UriTooLong,
     /// 431.
@@ -80,13 +82,14 @@ pub enum Status {
 
 impl Status {
     /// Every status, in [`Status::index`] order.
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Ok,
         Status::NotModified,
         Status::BadRequest,
         Status::NotFound,
         Status::MethodNotAllowed,
         Status::RequestTimeout,
+        Status::PreconditionFailed,
         Status::UriTooLong,
         Status::HeadersTooLarge,
         Status::ServiceUnavailable,
@@ -101,6 +104,7 @@ impl Status {
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
+            Status::PreconditionFailed => 412,
             Status::UriTooLong => 414,
             Status::HeadersTooLarge => 431,
             Status::ServiceUnavailable => 503,
@@ -121,6 +125,7 @@ impl Status {
             Status::NotFound => b"HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => b"HTTP/1.1 405 Method Not Allowed\r\n",
             Status::RequestTimeout => b"HTTP/1.1 408 Request Timeout\r\n",
+            Status::PreconditionFailed => b"HTTP/1.1 412 Precondition Failed\r\n",
             Status::UriTooLong => b"HTTP/1.1 414 URI Too Long\r\n",
             Status::HeadersTooLarge => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
             Status::ServiceUnavailable => b"HTTP/1.1 503 Service Unavailable\r\n",
@@ -207,6 +212,9 @@ pub struct Request<'a> {
     if_none_match: [&'a [u8]; MAX_INM],
     /// `If-None-Match` lines seen (may exceed [`MAX_INM`]).
     inm_lines: usize,
+    if_match: [&'a [u8]; MAX_INM],
+    /// `If-Match` lines seen (may exceed [`MAX_INM`]).
+    im_lines: usize,
 }
 
 impl<'a> Request<'a> {
@@ -219,6 +227,23 @@ impl<'a> Request<'a> {
         self.if_none_match[..self.inm_lines]
             .iter()
             .any(|v| etag_list_matches(v, etag))
+    }
+
+    /// True when `If-Match` is present and fails for a representation
+    /// whose etag is `etag` (RFC 9110, section 13.1.1): none of its entity
+    /// tags is strongly equal to it, and it is not `*`. The answer is then
+    /// 412 (evaluated before `If-None-Match`, section 13.2.2). More lines
+    /// than are kept cannot be proven to match, and fail.
+    pub fn precondition_failed(&self, etag: &[u8]) -> bool {
+        if self.im_lines == 0 {
+            return false;
+        }
+        if self.im_lines > MAX_INM {
+            return true;
+        }
+        !self.if_match[..self.im_lines]
+            .iter()
+            .any(|v| list_matches(v, etag, true))
     }
 
     /// Whether the request carried `If-None-Match` at all.
@@ -315,6 +340,8 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     let mut request_id = None;
     let mut if_none_match: [&[u8]; MAX_INM] = [b""; MAX_INM];
     let mut inm_lines = 0usize;
+    let mut if_match: [&[u8]; MAX_INM] = [b""; MAX_INM];
+    let mut im_lines = 0usize;
     let mut hosts = 0usize;
     let mut content_length: Option<u64> = None;
     let mut bad_length = false;
@@ -347,6 +374,11 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
                 *slot = value;
             }
             inm_lines += 1;
+        } else if name.eq_ignore_ascii_case(b"if-match") {
+            if let Some(slot) = if_match.get_mut(im_lines) {
+                *slot = value;
+            }
+            im_lines += 1;
         } else if name.eq_ignore_ascii_case(b"x-request-id") && request_id.is_none() {
             request_id = Some(value);
         }
@@ -393,6 +425,8 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
             request_id,
             if_none_match,
             inm_lines,
+            if_match,
+            im_lines,
         },
         len,
     )
@@ -535,6 +569,12 @@ fn decode_query_id<'b>(query: &[u8], buf: &'b mut [u8; MAX_ID_LEN]) -> Result<&'
 /// strong) matches `etag` (quoted) under the weak comparison RFC 9110 asks
 /// for. A malformed list matches nothing from the bad member on.
 pub fn etag_list_matches(value: &[u8], etag: &[u8]) -> bool {
+    list_matches(value, etag, false)
+}
+
+/// [`etag_list_matches`], or with `strong` the strong comparison of
+/// `If-Match`, under which a weak tag (`W/"..."`) matches nothing.
+fn list_matches(value: &[u8], etag: &[u8], strong: bool) -> bool {
     let mut i = 0;
     let n = value.len();
     loop {
@@ -547,7 +587,8 @@ pub fn etag_list_matches(value: &[u8], etag: &[u8]) -> bool {
         if value[i] == b'*' {
             return true;
         }
-        if value[i..].starts_with(b"W/") {
+        let weak = value[i..].starts_with(b"W/");
+        if weak {
             i += 2;
         }
         if value.get(i) != Some(&b'"') {
@@ -557,7 +598,7 @@ pub fn etag_list_matches(value: &[u8], etag: &[u8]) -> bool {
             return false;
         };
         let end = i + 1 + close;
-        if &value[i..=end] == etag {
+        if &value[i..=end] == etag && !(weak && strong) {
             return true;
         }
         i = end + 1;

@@ -79,6 +79,65 @@ fn if_none_match_single_list_weak_and_star_answer_304() {
     assert_eq!(body_of(&resp), BODY.as_bytes());
 }
 
+/// `If-Match` (RFC 9110, section 13.1.1): strong comparison, `*` for any
+/// current post, 412 when it fails, and evaluated before `If-None-Match`.
+#[test]
+fn if_match_that_fails_answers_412_before_if_none_match_is_looked_at() {
+    let (f, etag) = fixture();
+    let other = "\"00000000000000000000000000000000\"";
+    let body = r#"{"error":"If-Match does not match the current ETag"}"#;
+    let failed = format!(
+        "HTTP/1.1 412 Precondition Failed\r\nDate: <date>\r\nContent-Type: application/json\r\n\
+         Cache-Control: no-store\r\nX-Request-Id: req-1\r\nETag: {etag}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for (headers, status) in [
+        (format!("If-Match: {etag}\r\n"), 200),
+        (format!("If-Match: {other}, {etag}\r\n"), 200),
+        (format!("If-Match: {other}\r\nIf-Match: {etag}\r\n"), 200),
+        ("If-Match: *\r\n".to_owned(), 200),
+        (format!("If-Match: {other}\r\n"), 412),
+        // Weak tags never match strongly.
+        (format!("If-Match: W/{etag}\r\n"), 412),
+        // Failing If-Match wins over a matching If-None-Match...
+        (
+            format!("If-Match: {other}\r\nIf-None-Match: {etag}\r\n"),
+            412,
+        ),
+        // ...and a passing one leaves If-None-Match its say.
+        (
+            format!("If-Match: {etag}\r\nIf-None-Match: {etag}\r\n"),
+            304,
+        ),
+    ] {
+        let resp = exchange(f.addr(), &req("/post?id=p1", &headers));
+        assert_eq!(
+            status_of(&resp),
+            status,
+            "{headers:?}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        match status {
+            200 => assert_eq!(body_of(&resp), BODY.as_bytes(), "{headers:?}"),
+            412 => assert_eq!(normalize(&resp), failed, "{headers:?}"),
+            _ => {}
+        }
+    }
+    // HEAD: the same head, no body.
+    let raw = format!(
+        "HEAD /post?id=p1 HTTP/1.1\r\nHost: t\r\nX-Request-Id: req-1\r\nIf-Match: {other}\r\nConnection: close\r\n\r\n"
+    );
+    let resp = exchange(f.addr(), raw.as_bytes());
+    assert_eq!(normalize(&resp), failed.strip_suffix(body).unwrap());
+    // Preconditions are ignored when the answer would not be 2xx (section 13.2.1).
+    let resp = exchange(
+        f.addr(),
+        &req("/post?id=nope", &format!("If-Match: {etag}\r\n")),
+    );
+    assert_eq!(status_of(&resp), 404);
+}
+
 #[test]
 fn unknown_id_answers_404_json() {
     let (f, _) = fixture();

@@ -36,6 +36,7 @@ fn check(buf: &[u8], l: &Limits) {
             let mut id = [0u8; MAX_ID_LEN];
             let _ = query_id(req.query, &mut id);
             let _ = req.not_modified(b"\"0123\"");
+            let _ = req.precondition_failed(b"\"0123\"");
         }
         Parse::Partial => assert!(buf.len() < l.max_header_bytes),
         Parse::Reject(r, _, _) => {
