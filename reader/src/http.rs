@@ -142,6 +142,8 @@ pub enum Reject {
     MissingHost,
     /// More than one `Host`.
     DuplicateHost,
+    /// A `Host` value that is no `host[:port]`.
+    BadHost,
     /// `Content-Length` above zero: bodies are not accepted.
     Body,
     /// `Content-Length` that is not a number, or several that disagree.
@@ -175,6 +177,7 @@ impl Reject {
             Reject::Malformed => br#"{"error":"malformed request"}"#,
             Reject::MissingHost => br#"{"error":"missing Host header"}"#,
             Reject::DuplicateHost => br#"{"error":"more than one Host header"}"#,
+            Reject::BadHost => br#"{"error":"invalid Host header"}"#,
             Reject::Body => br#"{"error":"request body not allowed"}"#,
             Reject::BadContentLength => br#"{"error":"invalid Content-Length"}"#,
             Reject::TransferEncoding => br#"{"error":"Transfer-Encoding not supported"}"#,
@@ -343,6 +346,7 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     let mut if_match: [&[u8]; MAX_INM] = [b""; MAX_INM];
     let mut im_lines = 0usize;
     let mut hosts = 0usize;
+    let mut bad_host = false;
     let mut content_length: Option<u64> = None;
     let mut bad_length = false;
     let mut transfer_encoding = false;
@@ -353,6 +357,7 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         let value = trim(h.value);
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            bad_host |= !valid_host(value);
         } else if name.eq_ignore_ascii_case(b"content-length") {
             match parse_u64(value) {
                 Some(n) if content_length.is_none_or(|c| c == n) => content_length = Some(n),
@@ -397,6 +402,8 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         Some(Reject::Body)
     } else if hosts > 1 {
         Some(Reject::DuplicateHost)
+    } else if bad_host {
+        Some(Reject::BadHost)
     } else if hosts == 0 && !http10 {
         Some(Reject::MissingHost)
     } else {
@@ -430,6 +437,37 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         },
         len,
     )
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112, section
+/// 3.2; RFC 3986, section 3.2.2), checked by its characters: unreserved,
+/// sub-delims, `%` of percent-encoding, and the `:`, `[` and `]` of ports
+/// and IP literals. Empty is allowed (a target without an authority).
+fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
 }
 
 /// Digits only (no sign, no list); `None` when empty, not a number or too large.
@@ -914,6 +952,29 @@ mod tests {
             Reject::DuplicateHost
         );
         complete(b"GET / HTTP/1.0\r\n\r\n");
+        // A value must be host[:port] (section 3.2): names, addresses, IP
+        // literals, ports and an empty value pass; anything else is 400.
+        for ok in [
+            "example.com",
+            "127.0.0.1:8081",
+            "[::1]:8081",
+            "xn--bcher-kva.example",
+            "a%20b",
+            "",
+        ] {
+            complete(format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n").as_bytes());
+        }
+        for bad in ["a b", "a/b", "user@host", "h?x", "h#f", "\"h\"", "h\\x"] {
+            assert_eq!(
+                rejected(format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n").as_bytes()),
+                Reject::BadHost,
+                "Host: {bad}"
+            );
+        }
+        assert_eq!(
+            rejected("GET / HTTP/1.1\r\nHost: h\u{e9}.example\r\n\r\n".as_bytes()),
+            Reject::BadHost
+        );
     }
 
     #[test]

@@ -628,11 +628,16 @@ fn nul_and_non_utf8_bytes_get_400_or_are_ignored() {
     for (what, raw) in cases {
         refused(addr, what, raw, &[400, 405]);
     }
-    // Non-UTF-8 in the target: either refused by the parser or a malformed id.
+    // Non-UTF-8 in the target or the Host: either refused by the parser or
+    // a malformed id or host.
     for (what, raw) in [
         (
+            "obs-text Host",
+            &b"GET /post?id=good HTTP/1.1\r\nHost: h\xff\r\nConnection: close\r\n\r\n"[..],
+        ),
+        (
             "Latin-1 id",
-            &b"GET /post?id=caf\xe9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"[..],
+            b"GET /post?id=caf\xe9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
         ),
         (
             "invalid UTF-8 id",
@@ -661,7 +666,7 @@ fn nul_and_non_utf8_bytes_get_400_or_are_ignored() {
     let resp = served(
         addr,
         "obs-text request id",
-        b"GET /post?id=good HTTP/1.1\r\nHost: h\xff\r\nX-Request-Id: \xff\xfe<script>\r\nUser-Agent: \xc3\x28\r\nConnection: close\r\n\r\n",
+        b"GET /post?id=good HTTP/1.1\r\nHost: h\r\nX-Request-Id: \xff\xfe<script>\r\nUser-Agent: \xc3\x28\r\nX-Other: h\xff\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status_of(&resp), 200);
     let rid = header(&resp, "x-request-id").expect("a request id");
