@@ -167,8 +167,9 @@ impl Backend {
             if now == Readiness::Ready {
                 // Redis may have lost its data (versions restart at 1): the
                 // gauge the readers' staleness alert compares with follows it.
+                let before = self.metrics.last_version();
                 if let Ok(v) = self.publisher.version().await {
-                    self.metrics.saw_version(v);
+                    self.metrics.saw_version(before, v);
                 }
             }
             let changed = was

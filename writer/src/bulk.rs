@@ -23,7 +23,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use heavyread_sync::PutBatch;
@@ -211,7 +211,12 @@ impl Run<'_> {
 }
 
 /// `POST /bulk`.
-pub(crate) async fn bulk(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn bulk(
+    State(s): State<AppState>,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err(e) = s.authorize(&headers) {
         return e.into_response();
     }
@@ -219,7 +224,7 @@ pub(crate) async fn bulk(State(s): State<AppState>, headers: HeaderMap, body: Bo
         return e.into_response();
     }
     if content_length(&headers).is_some_and(|n| n > s.bulk_max_bytes) {
-        refuse_body(body, &headers).await;
+        refuse_body(body, version, &headers).await;
         return ApiError::TooLarge {
             limit: s.bulk_max_bytes,
         }

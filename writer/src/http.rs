@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -153,6 +153,7 @@ pub(crate) async fn next_chunk(
 /// client stops sending for `stall`.
 pub(crate) async fn read_body(
     body: Body,
+    version: Version,
     headers: &HeaderMap,
     limit: usize,
     stall: Duration,
@@ -161,7 +162,7 @@ pub(crate) async fn read_body(
         limit: limit as u64,
     };
     if content_length(headers).is_some_and(|n| n > limit as u64) {
-        refuse_body(body, headers).await;
+        refuse_body(body, version, headers).await;
         return Err(too_large);
     }
     let mut stream = body.into_data_stream();
@@ -191,15 +192,17 @@ pub(crate) fn unreadable(e: axum::Error) -> ApiError {
     ApiError::BadRequest(format!("cannot read the request body: {e}"))
 }
 
-/// Drops a body refused from its head alone. A client that asked
-/// `Expect: 100-continue` sends nothing until told to, so its body is not
-/// read (reading it is what makes hyper send the `100 Continue`); the
+/// Drops a body refused from its head alone. An HTTP/1.1 client that
+/// asked `Expect: 100-continue` sends nothing until told to, so its body is
+/// not read (reading it is what makes hyper send the `100 Continue`); the
 /// connection is closed after the answer instead. Any other client is
-/// already sending: a bounded part is read first (see [`drain`]).
-pub(crate) async fn refuse_body(body: Body, headers: &HeaderMap) {
-    let waits = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+/// already sending (HTTP/1.0 has no interim answers, so its `Expect` waits
+/// for nothing): a bounded part is read first (see [`drain`]).
+pub(crate) async fn refuse_body(body: Body, version: Version, headers: &HeaderMap) {
+    let waits = version == Version::HTTP_11
+        && headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if !waits {
         drain(body.into_data_stream()).await;
     }
@@ -301,12 +304,13 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
 /// `POST /create`: validate, serialize once, store and publish, then 201.
 async fn create(
     State(s): State<AppState>,
+    version: Version,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     s.authorize(&headers)?;
     require_media(&headers, &["application/json"], "application/json")?;
-    let bytes = read_body(body, &headers, s.max_body_bytes, s.body_timeout).await?;
+    let bytes = read_body(body, version, &headers, s.max_body_bytes, s.body_timeout).await?;
     let post = Post::parse(&bytes, &s.limits)?;
     let out = post.to_body();
     let written = s.backend.put(&post.id, &out).await?;

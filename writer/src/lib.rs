@@ -7,7 +7,7 @@
 //! Redis applied the change, so an acknowledged write is a stored write.
 //!
 //! ```text
-//! client ─HTTP─► server.rs (hyper: header timeout, connection cap, drain)
+//! client ─HTTP─► server.rs (hyper: header and write timeouts, connection cap, drain)
 //!                   │
 //!                   ▼
 //!               axum router ─► http.rs handlers ─► post.rs (validate, serialize)
@@ -22,7 +22,7 @@
 //!
 //! - [`config`]: flags and environment variables, validated once.
 //! - `server`: the accept loop on hyper: header and idle timeouts, the
-//!   connection cap, the drain on shutdown.
+//!   connection cap, the drain on shutdown; `deadline`: the write timeout.
 //! - [`post`]: the post, its validation, and its one serialization.
 //! - [`http`]: the routes, the write-route checks (token, Content-Type, body limit).
 //! - [`bulk`]: `POST /bulk`, streamed NDJSON in pipelined chunks.
@@ -92,7 +92,7 @@ pub async fn serve(
     };
     let metrics = Arc::new(metrics::Metrics::new());
     let backend = backend::Backend::new(publisher()?, publisher()?, metrics.clone());
-    let state = http::AppState::new(&config, backend.clone(), metrics);
+    let state = http::AppState::new(&config, backend.clone(), Arc::clone(&metrics));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let keeper = tokio::spawn(backend.keep_library_loaded(stop_rx));
@@ -109,10 +109,16 @@ pub async fn serve(
         max_connections = config.max_connections,
         "listening"
     );
-    server::serve(&config, listener, http::router(state), async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    })
+    server::serve(
+        &config,
+        listener,
+        http::router(state),
+        metrics,
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        },
+    )
     .await;
     keeper.abort();
     info!("stopped");

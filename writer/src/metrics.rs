@@ -13,6 +13,7 @@
 //! | `heavyread_writer_bulk_lines_total` | counter | `result` (`applied`, `rejected`) |
 //! | `heavyread_writer_redis_up` | gauge | |
 //! | `heavyread_writer_last_version` | gauge | |
+//! | `heavyread_writer_connection_timeouts_total` | counter | `phase` (`header`, `write`) |
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -158,6 +159,8 @@ pub struct Metrics {
     bulk_lines: [AtomicU64; 2],
     redis_up: AtomicU64,
     last_version: AtomicU64,
+    /// Connections closed by the header timeout, and by the write timeout.
+    timeouts: [AtomicU64; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -192,6 +195,7 @@ impl Metrics {
             bulk_lines: std::array::from_fn(|_| AtomicU64::new(0)),
             redis_up: AtomicU64::new(0),
             last_version: AtomicU64::new(0),
+            timeouts: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -225,11 +229,33 @@ impl Metrics {
         self.last_version.fetch_max(last_version, Relaxed);
     }
 
-    /// Redis's global version as just read: it replaces what the writes
-    /// left, so the gauge follows Redis back down after it lost its data
-    /// (the writes alone only ever raise it).
-    pub fn saw_version(&self, version: u64) {
-        self.last_version.store(version, Relaxed);
+    /// The gauge as it stands, to pass to [`Metrics::saw_version`].
+    pub fn last_version(&self) -> u64 {
+        self.last_version.load(Relaxed)
+    }
+
+    /// Redis's global version as just read, with the gauge as it stood
+    /// before the read (`before`). A version at or above it raises the
+    /// gauge as a write would; one below it means Redis lost its data
+    /// (versions restart at 1) and lowers the gauge, unless a write moved
+    /// the gauge since `before`: that write's version is the newer news,
+    /// and the next read settles it. So the gauge never goes back over
+    /// writes that completed during the read.
+    pub fn saw_version(&self, before: u64, version: u64) {
+        if version >= before {
+            self.last_version.fetch_max(version, Relaxed);
+        } else {
+            let _ = self
+                .last_version
+                .compare_exchange(before, version, Relaxed, Relaxed);
+        }
+    }
+
+    /// A connection closed by a timeout: its next head did not arrive in
+    /// time, idle keep-alive connections included (`write` false), or its
+    /// client took no answer bytes (`write` true).
+    pub fn connection_timeout(&self, write: bool) {
+        self.timeouts[usize::from(write)].fetch_add(1, Relaxed);
     }
 
     /// A delete Redis acknowledged.
@@ -400,6 +426,20 @@ impl Metrics {
             "heavyread_writer_last_version {}",
             self.last_version.load(Relaxed)
         )?;
+
+        family(
+            o,
+            "heavyread_writer_connection_timeouts_total",
+            "counter",
+            "Connections closed because a request head did not arrive within the header timeout, idle keep-alive connections included (header), or the client took no answer bytes for the write timeout (write).",
+        )?;
+        for (phase, c) in ["header", "write"].iter().zip(&self.timeouts) {
+            writeln!(
+                o,
+                "heavyread_writer_connection_timeouts_total{{phase=\"{phase}\"}} {}",
+                c.load(Relaxed)
+            )?;
+        }
         Ok(())
     }
 }

@@ -12,6 +12,7 @@
 //!   enforce it (see [`crate::http::next_chunk`]) and answer 408.
 //! - `--write-timeout` bounds each wait for a client to take answer bytes
 //!   (see [`crate::deadline`]): a client that stops reading is disconnected.
+//!   Both timeouts are counted (`heavyread_writer_connection_timeouts_total`).
 //! - `--max-connections` bounds open connections: at the cap the loop stops
 //!   accepting, and new connections wait in the kernel's listen backlog.
 //!
@@ -35,6 +36,7 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::{debug, error, info, warn};
 
 use crate::deadline::WriteDeadline;
+use crate::metrics::Metrics;
 use crate::Config;
 
 /// Pause after an accept error that is not about one connection (such as
@@ -52,6 +54,7 @@ pub(crate) async fn serve(
     config: &Config,
     listener: TcpListener,
     router: Router,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
@@ -77,7 +80,12 @@ pub(crate) async fn serve(
         }
         let io = TokioIo::new(WriteDeadline::new(tcp, config.write_timeout));
         let conn = http.serve_connection(io, TowerToHyperService::new(router.clone()));
-        conns.spawn(connection(conn, slot, stop_rx.clone()));
+        conns.spawn(connection(
+            conn,
+            slot,
+            stop_rx.clone(),
+            Arc::clone(&metrics),
+        ));
     }
     drop(acceptor);
     info!(
@@ -107,6 +115,7 @@ async fn connection(
     conn: Connection,
     _slot: OwnedSemaphorePermit,
     mut stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
 ) {
     let mut conn = pin!(conn);
     let stopping = async move {
@@ -123,8 +132,28 @@ async fn connection(
     // Timeouts, resets and malformed requests end here; hyper has answered
     // what could be answered.
     if let Err(error) = ended {
+        if error.is_timeout() {
+            metrics.connection_timeout(false);
+        } else if is_write_timeout(&error) {
+            metrics.connection_timeout(true);
+        }
         debug!(%error, "connection ended with an error");
     }
+}
+
+/// Whether hyper gave up on the connection because a write timed out
+/// (the [`WriteDeadline`] error, somewhere in the error's sources).
+fn is_write_timeout(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn report(ended: Result<(), JoinError>) {
