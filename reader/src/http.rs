@@ -16,8 +16,10 @@ use heavyread_sync::record::{valid_id, MAX_ID_LEN};
 /// Upper bound of `--max-headers` (the size of the parser's header array on the stack).
 pub const MAX_HEADERS_CAP: usize = 128;
 
-/// `If-None-Match` header lines kept per request; with more, the request is
-/// answered as if none matched (a 200 is always a correct answer).
+/// `If-None-Match` and `If-Match` header lines kept per request, each. With
+/// more `If-None-Match` lines the request is answered as if none matched (a
+/// 200 is always a correct answer); with more `If-Match` lines, as if none
+/// matched too, which is a 412 (a match that is not checked is not proven).
 const MAX_INM: usize = 4;
 
 /// Size limits of a request head.
@@ -440,34 +442,75 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
 }
 
 /// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112, section
-/// 3.2; RFC 3986, section 3.2.2), checked by its characters: unreserved,
-/// sub-delims, `%` of percent-encoding, and the `:`, `[` and `]` of ports
-/// and IP literals. Empty is allowed (a target without an authority).
+/// 3.2; RFC 3986, section 3.2.2): an IPv6 or IPv4 literal in brackets
+/// (hex digits, `:` and `.`; the rare `IPvFuture` form is refused), or a
+/// name of unreserved characters, sub-delims and percent-encodings (which
+/// covers IPv4 addresses and an empty host); then optionally `:` and digits.
 fn valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b'%'
-                    | b':'
-                    | b'['
-                    | b']'
-            )
-    })
+    let rest = if v.first() == Some(&b'[') {
+        let Some(close) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &v[1..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        &v[close + 1..]
+    } else {
+        let end = v.iter().position(|&b| b == b':').unwrap_or(v.len());
+        if !reg_name(&v[..end]) {
+            return false;
+        }
+        &v[end..]
+    };
+    match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
+}
+
+/// RFC 3986's `reg-name`: unreserved, sub-delims and `%` with two hex digits.
+fn reg_name(n: &[u8]) -> bool {
+    let mut i = 0;
+    while i < n.len() {
+        match n[i] {
+            b'%' => {
+                let hex = |j: usize| n.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                ) =>
+            {
+                i += 1
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Digits only (no sign, no list); `None` when empty, not a number or too large.
@@ -961,10 +1004,30 @@ mod tests {
             "xn--bcher-kva.example",
             "a%20b",
             "",
+            "[::1]",
+            "h:",
+            "1.2.3.4:80",
         ] {
             complete(format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n").as_bytes());
         }
-        for bad in ["a b", "a/b", "user@host", "h?x", "h#f", "\"h\"", "h\\x"] {
+        for bad in [
+            "a b",
+            "a/b",
+            "user@host",
+            "h?x",
+            "h#f",
+            "\"h\"",
+            "h\\x",
+            "h:abc",
+            "a:b:c",
+            "[x",
+            "[::1",
+            "a]b",
+            "[]",
+            "[::1]x",
+            "%zz",
+            "a%4",
+        ] {
             assert_eq!(
                 rejected(format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n").as_bytes()),
                 Reject::BadHost,

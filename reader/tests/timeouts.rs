@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The head of the 408 answered when a request head is not received in time.
+const HEAD_408: &str = "HTTP/1.1 408 Request Timeout\r\nDate: <date>\r\nContent-Type: application/json\r\n\
+    Cache-Control: no-store\r\nX-Request-Id: <id>\r\nContent-Length: 45\r\nConnection: close\r\n\r\n";
+
 #[test]
 fn slow_headers_get_408_and_are_closed_after_the_header_timeout() {
     let f = Fixture::start(|c| c.header_timeout = Duration::from_millis(300));
@@ -27,14 +31,23 @@ fn slow_headers_get_408_and_are_closed_after_the_header_timeout() {
     );
     assert_eq!(
         normalize(&resp),
-        "HTTP/1.1 408 Request Timeout\r\nDate: <date>\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
-         X-Request-Id: <id>\r\nContent-Length: 45\r\nConnection: close\r\n\r\n{\"error\":\"request head not received in time\"}"
+        format!("{HEAD_408}{{\"error\":\"request head not received in time\"}}")
     );
     let page = f.reader.render_metrics();
     assert!(
         page.contains("heavyread_reader_connection_timeouts_total{phase=\"header\"} 1"),
         "{page}"
     );
+}
+
+#[test]
+fn a_slow_head_request_gets_its_408_without_a_body() {
+    let f = Fixture::start(|c| c.header_timeout = Duration::from_millis(300));
+    let mut s = connect(f.addr());
+    s.write_all(b"\r\nHEAD /post?id=x HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let resp = read_to_close(&mut s);
+    assert_eq!(normalize(&resp), HEAD_408);
 }
 
 #[test]
