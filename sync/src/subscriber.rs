@@ -274,18 +274,21 @@ impl SyncThread {
     /// Admits every completed fill (see [`crate::fill`] for why a fill that
     /// raced with a newer change is dropped).
     fn drain_fills(&mut self) {
-        let Some(link) = self.fills.take() else {
-            return;
-        };
-        let slots: Vec<Arc<Slot>> = link.completed().collect();
-        for slot in slots {
-            self.admit_fill(&link, &slot);
+        if let Some(link) = &self.fills {
+            for slot in link.completed() {
+                link.admit(&slot, &mut self.writer);
+            }
         }
-        self.fills = Some(link);
     }
 
-    fn admit_fill(&mut self, link: &FillLink, slot: &Slot) {
-        link.admit(slot, &mut self.writer);
+    /// Admits one completed fill. The link stays in place throughout (it
+    /// is borrowed beside the store's writer, not taken out and put back),
+    /// so a panic while admitting, which the sync thread survives, cannot
+    /// leave the store without its fills for the rest of the process.
+    fn admit_fill(&mut self, slot: &Slot) {
+        if let Some(link) = &self.fills {
+            link.admit(slot, &mut self.writer);
+        }
     }
 
     /// A change to `id` at `version` is being applied (or skipped): fills in
@@ -353,11 +356,7 @@ impl SyncThread {
                     recv(rx) -> m => m.map_err(|_| RecvTimeoutError::Disconnected),
                     recv(fill_rx) -> slot => {
                         if let Ok(slot) = slot {
-                            let mut g = lock(this);
-                            if let Some(link) = g.fills.take() {
-                                g.admit_fill(&link, &slot);
-                                g.fills = Some(link);
-                            }
+                            lock(this).admit_fill(&slot);
                         }
                         continue;
                     }
