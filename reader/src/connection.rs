@@ -106,12 +106,7 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
                     core.metrics().timed_out(Timeout::Header);
                     let mut out = core.take_out();
                     // A HEAD's answer has no body, even this one.
-                    let started = &input[..filled];
-                    let line = started
-                        .iter()
-                        .position(|&b| b != b'\r' && b != b'\n')
-                        .unwrap_or(filled);
-                    let head = started[line..].starts_with(b"HEAD ");
+                    let head = http::is_head(&input[..filled]);
                     reject_with(
                         core,
                         Status::RequestTimeout,

@@ -214,24 +214,40 @@ pub struct Request<'a> {
     pub http10: bool,
     /// The client's `X-Request-Id`, if it sent one (sanity is checked later).
     pub request_id: Option<&'a [u8]>,
-    if_none_match: [&'a [u8]; MAX_INM],
-    /// `If-None-Match` lines seen (may exceed [`MAX_INM`]).
-    inm_lines: usize,
-    if_match: [&'a [u8]; MAX_INM],
-    /// `If-Match` lines seen (may exceed [`MAX_INM`]).
-    im_lines: usize,
+    if_none_match: TagLines<'a>,
+    if_match: TagLines<'a>,
+}
+
+/// The values of one entity-tag condition's header lines (`If-None-Match`
+/// or `If-Match`), the first [`MAX_INM`] of them kept.
+#[derive(Debug, Clone, Copy, Default)]
+struct TagLines<'a> {
+    values: [&'a [u8]; MAX_INM],
+    /// Lines seen (may exceed [`MAX_INM`]).
+    lines: usize,
+}
+
+impl<'a> TagLines<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if let Some(slot) = self.values.get_mut(self.lines) {
+            *slot = value;
+        }
+        self.lines += 1;
+    }
+
+    /// Whether a kept line matches `etag` (see [`list_matches`]); `None`
+    /// when there were more lines than are kept, so no answer is proven.
+    fn matches(&self, etag: &[u8], strong: bool) -> Option<bool> {
+        let kept = self.values.get(..self.lines)?;
+        Some(kept.iter().any(|v| list_matches(v, etag, strong)))
+    }
 }
 
 impl<'a> Request<'a> {
     /// True when `If-None-Match` holds `*` or an entity tag equal (weakly) to
     /// `etag` (quoted, as in [`heavyread_sync::Entry::etag`]).
     pub fn not_modified(&self, etag: &[u8]) -> bool {
-        if self.inm_lines == 0 || self.inm_lines > MAX_INM {
-            return false;
-        }
-        self.if_none_match[..self.inm_lines]
-            .iter()
-            .any(|v| etag_list_matches(v, etag))
+        self.if_none_match.matches(etag, false) == Some(true)
     }
 
     /// True when `If-Match` is present and fails for a representation
@@ -240,20 +256,12 @@ impl<'a> Request<'a> {
     /// 412 (evaluated before `If-None-Match`, section 13.2.2). More lines
     /// than are kept cannot be proven to match, and fail.
     pub fn precondition_failed(&self, etag: &[u8]) -> bool {
-        if self.im_lines == 0 {
-            return false;
-        }
-        if self.im_lines > MAX_INM {
-            return true;
-        }
-        !self.if_match[..self.im_lines]
-            .iter()
-            .any(|v| list_matches(v, etag, true))
+        self.if_match.lines > 0 && self.if_match.matches(etag, true) != Some(true)
     }
 
     /// Whether the request carried `If-None-Match` at all.
     pub fn has_if_none_match(&self) -> bool {
-        self.inm_lines > 0
+        self.if_none_match.lines > 0
     }
 }
 
@@ -343,10 +351,8 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
 
     let http10 = req.version == Some(0);
     let mut request_id = None;
-    let mut if_none_match: [&[u8]; MAX_INM] = [b""; MAX_INM];
-    let mut inm_lines = 0usize;
-    let mut if_match: [&[u8]; MAX_INM] = [b""; MAX_INM];
-    let mut im_lines = 0usize;
+    let mut if_none_match = TagLines::default();
+    let mut if_match = TagLines::default();
     let mut hosts = 0usize;
     let mut bad_host = false;
     let mut content_length: Option<u64> = None;
@@ -377,15 +383,9 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
                 }
             }
         } else if name.eq_ignore_ascii_case(b"if-none-match") {
-            if let Some(slot) = if_none_match.get_mut(inm_lines) {
-                *slot = value;
-            }
-            inm_lines += 1;
+            if_none_match.push(value);
         } else if name.eq_ignore_ascii_case(b"if-match") {
-            if let Some(slot) = if_match.get_mut(im_lines) {
-                *slot = value;
-            }
-            im_lines += 1;
+            if_match.push(value);
         } else if name.eq_ignore_ascii_case(b"x-request-id") && request_id.is_none() {
             request_id = Some(value);
         }
@@ -433,9 +433,7 @@ pub fn parse_request<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
             http10,
             request_id,
             if_none_match,
-            inm_lines,
             if_match,
-            im_lines,
         },
         len,
     )
@@ -511,6 +509,16 @@ fn reg_name(n: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Whether the head at the start of `buf`, complete or not, is a HEAD
+/// request as far as the parser got (for answering a head that never
+/// completed, whose answer then has no body either).
+pub fn is_head(buf: &[u8]) -> bool {
+    let mut req = httparse::Request::new(&mut []);
+    // The method is recorded before any error about what follows it.
+    let _ = req.parse(buf);
+    req.method == Some("HEAD")
 }
 
 /// Digits only (no sign, no list); `None` when empty, not a number or too large.
