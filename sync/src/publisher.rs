@@ -149,8 +149,13 @@ impl Publisher {
         timeout: Duration,
     ) -> Result<Self, Error> {
         let keys = Keys::new(prefix).map_err(|e| Error::Config(format!("prefix: {e}")))?;
-        if log_max_len == 0 {
-            return Err(Error::Config("log max length: must be at least 1".into()));
+        if log_max_len == 0 || log_max_len > i64::MAX as u64 {
+            // Redis reads the trim length as a signed 64-bit integer: above
+            // it every put would be refused.
+            return Err(Error::Config(format!(
+                "log max length: must be in 1..={}",
+                i64::MAX
+            )));
         }
         let client =
             redis::Client::open(redis_url).map_err(|e| Error::Config(format!("redis url: {e}")))?;

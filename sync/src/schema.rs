@@ -42,6 +42,13 @@
 //! reader checks on reconnect that the entry at the last version it applied
 //! still has the fingerprint it saw, so a Redis that came back with another
 //! history under the same epoch is noticed (library version 2).
+//!
+//! Library version 5 checks every template whole in every function (its
+//! lengths add up, its id is in the alphabet, a delete has no body), as
+//! `put_batch` always did: `put` and `delete` checked only the format byte,
+//! the op and the id, so a client calling them directly could store and
+//! publish a record that no reader can decode, leaving every reader on the
+//! id's previous state. Valid calls answer and write exactly as before.
 
 /// Name of the function library; bump [`LIBRARY_VERSION`] with any change to it.
 pub const LIBRARY_NAME: &str = "heavyread";
@@ -51,7 +58,7 @@ pub const LIBRARY_NAME: &str = "heavyread";
 /// with the same keys, arguments, answers and effects, so a writer that
 /// finds a newer library than its own uses it and leaves it loaded; only a
 /// missing or older one is replaced.
-pub const LIBRARY_VERSION: u32 = 4;
+pub const LIBRARY_VERSION: u32 = 5;
 
 /// The Lua source of the function library.
 ///
@@ -63,7 +70,9 @@ pub const LIBRARY_VERSION: u32 = 4;
 /// field is zero or the version the caller expects the post to get (kept
 /// only when right, so it is never trusted); it returns the version of its
 /// last post (the first is that minus the number of posts, plus one).
-/// `put_batch` also checks each template's lengths and id alphabet.
+/// Every function checks each template whole before writing anything: its
+/// lengths, its id alphabet, and a delete's empty body (library version 5;
+/// before it only `put_batch` did).
 pub const LIBRARY: &str = r#"#!lua name=heavyread
 
 local FIXED = 36
@@ -80,6 +89,13 @@ local function u64be(n)
   return table.concat(t)
 end
 
+-- A version as the digits of a stream id: Lua's own conversion of a number
+-- to a string keeps 14 significant digits, so from version 10^14 on it
+-- would write 1e+14 and every XADD would fail.
+local function int(n)
+  return string.format('%.0f', n)
+end
+
 local function ensure_epoch(key)
   if redis.call('EXISTS', key) == 0 then
     local t = redis.call('TIME')
@@ -89,18 +105,43 @@ end
 
 local function check_maxlen(arg)
   local maxlen = tonumber(arg)
-  if not maxlen or maxlen < 1 then
+  if not maxlen or maxlen < 1 or maxlen ~= math.floor(maxlen) then
     return 'heavyread: log max length must be a positive integer'
   end
   return nil
 end
 
+-- The id of a record template of op (1 put, 2 delete) that is whole: its
+-- id is 1..MAX_ID bytes of the id alphabet, its lengths add up to its size,
+-- its body is within the decoders' 16 MiB, and a delete has none. nil for
+-- anything else: one stored or published record that readers cannot decode
+-- would leave them serving the id's previous state while Redis holds this.
+local function template_id(t, op)
+  if #t < FIXED + 4 or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= op then
+    return nil
+  end
+  local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
+  if idlen < 1 or idlen > MAX_ID or #t < FIXED + idlen + 4 then
+    return nil
+  end
+  local id = string.sub(t, FIXED + 1, FIXED + idlen)
+  if string.find(id, '[^%w%._~%-]') then
+    return nil
+  end
+  local b1, b2, b3, b4 = string.byte(t, FIXED + idlen + 1, FIXED + idlen + 4)
+  local bodylen = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+  if bodylen > MAX_BODY or (op == 2 and bodylen ~= 0) or #t ~= FIXED + idlen + 4 + bodylen then
+    return nil
+  end
+  return id
+end
+
 local function check_record(id, rec, op)
-  if #rec < FIXED or string.byte(rec, 1) ~= 1 or string.byte(rec, 2) ~= op then
+  local inside = template_id(rec, op)
+  if not inside then
     return 'heavyread: malformed record template'
   end
-  local idlen = string.byte(rec, 35) * 256 + string.byte(rec, 36)
-  if string.sub(rec, FIXED + 1, FIXED + idlen) ~= id then
+  if inside ~= id then
     return 'heavyread: record id does not match the id argument'
   end
   return nil
@@ -120,7 +161,7 @@ local function apply(keys, args, opname)
   ensure_epoch(keys[4])
   local v = tonumber(redis.call('GET', keys[2]) or '0') + 1
   local rec = string.sub(args[4], 1, 2) .. u64be(v) .. string.sub(args[4], 11)
-  redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], v .. '-1', 'op', opname, 'id', args[3], 'ts', string.sub(rec, 11, 18))
+  redis.call('XADD', keys[3], 'MAXLEN', '~', args[2], int(v) .. '-1', 'op', opname, 'id', args[3], 'ts', string.sub(rec, 11, 18))
   redis.call('SET', keys[2], v)
   if opname == 'put' then
     redis.call('HSET', keys[1], args[3], rec)
@@ -156,18 +197,6 @@ local function check_batch(keys, args)
     return 'heavyread: expected 4 keys, 2 arguments and at least one record template'
   end
   return check_maxlen(args[2])
-end
-
--- The id of a put template, or nil when it is not one.
-local function template_id(t)
-  if #t < FIXED or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= 1 then
-    return nil
-  end
-  local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
-  if idlen < 1 or #t < FIXED + idlen then
-    return nil
-  end
-  return string.sub(t, FIXED + 1, FIXED + idlen)
 end
 
 -- The template with version v written in: as it is when it already holds
@@ -206,7 +235,7 @@ local function put_many(keys, args)
   local n = #args - 2
   local ids = {}
   for j = 1, n do
-    ids[j] = template_id(args[j + 2])
+    ids[j] = template_id(args[j + 2], 1)
     if not ids[j] then
       return redis.error_reply('heavyread: malformed record template')
     end
@@ -217,7 +246,7 @@ local function put_many(keys, args)
   for j = 1, n do
     local v = v0 + j
     local t = with_version(args[j + 2], v)
-    redis.call('XADD', keys[3], v .. '-1', 'op', 'put', 'id', ids[j], 'ts', string.sub(t, 11, 18))
+    redis.call('XADD', keys[3], int(v) .. '-1', 'op', 'put', 'id', ids[j], 'ts', string.sub(t, 11, 18))
     fields[2 * j - 1] = ids[j]
     fields[2 * j] = t
   end
@@ -246,20 +275,11 @@ local function put_batch(keys, args)
   local err = check_batch(keys, args)
   if err then return redis.error_reply(err) end
   local maxlen = tonumber(args[2])
-  if maxlen ~= math.floor(maxlen) then
-    return redis.error_reply('heavyread: log max length must be a positive integer')
-  end
   local n = #args - 2
   local ids = {}
   for j = 1, n do
-    local t = args[j + 2]
-    local id = template_id(t)
-    if not id or #id > MAX_ID or #t < FIXED + #id + 4 or string.find(id, '[^%w%._~%-]') then
-      return redis.error_reply('heavyread: malformed record template')
-    end
-    local b1, b2, b3, b4 = string.byte(t, FIXED + #id + 1, FIXED + #id + 4)
-    local bodylen = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-    if bodylen > MAX_BODY or #t ~= FIXED + #id + 4 + bodylen then
+    local id = template_id(args[j + 2], 1)
+    if not id then
       return redis.error_reply('heavyread: malformed record template')
     end
     ids[j] = id
@@ -275,7 +295,7 @@ local function put_batch(keys, args)
     fields[2 * j] = t
     recs[j] = t
   end
-  redis.call('XADD', keys[3], 'MINID', '~', math.max(0, last - maxlen + 1), last .. '-' .. n,
+  redis.call('XADD', keys[3], 'MINID', '~', math.max(0, last - maxlen + 1), int(last) .. '-' .. n,
     'op', 'put', 'id', table.concat(ids, ' '), 'ts', table.concat(tss))
   redis.call('SET', keys[2], last)
   hset_pairs(keys[1], fields)
@@ -284,7 +304,7 @@ local function put_batch(keys, args)
 end
 
 local function version(keys, args)
-  return 4
+  return 5
 end
 
 redis.register_function('heavyread_put', put)

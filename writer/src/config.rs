@@ -208,8 +208,10 @@ impl Config {
             Ok(k) => k,
             Err(e) => return bad("prefix", e.to_string()),
         };
-        if self.log_max_len == 0 {
-            return bad("log-max-len", "must be at least 1".into());
+        if self.log_max_len == 0 || self.log_max_len > i64::MAX as u64 {
+            // Redis reads it as a signed 64-bit integer: above that, every
+            // /create and DELETE would be refused by Redis.
+            return bad("log-max-len", format!("must be in 1..={}", i64::MAX));
         }
         if self.max_body_bytes < 64 || self.max_body_bytes > MAX_BODY_LEN {
             return bad(
@@ -340,6 +342,13 @@ mod tests {
         check(&|c| c.redis_url = "http://x".into(), "redis-url");
         check(&|c| c.prefix = "a b".into(), "prefix");
         check(&|c| c.log_max_len = 0, "log-max-len");
+        check(&|c| c.log_max_len = i64::MAX as u64 + 1, "log-max-len");
+        let mut c = Config::new(DEFAULT_REDIS_URL);
+        c.log_max_len = i64::MAX as u64;
+        assert!(
+            c.validate().is_ok(),
+            "the largest length Redis takes is taken"
+        );
         check(&|c| c.max_body_bytes = 10, "max-body-bytes");
         check(&|c| c.max_content_bytes = 0, "max-content-bytes");
         check(&|c| c.max_title_chars = 0, "max-title-chars");
