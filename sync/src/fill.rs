@@ -462,6 +462,21 @@ impl FillLink {
         }
     }
 
+    /// A full resync begins: every fill registered now is treated as having
+    /// seen a change newer than anything it can hold, so none is admitted.
+    /// Such a fill may have read an id before a change the resync will not
+    /// report one by one (a delete is absent from the scan, and the
+    /// messages of changes at or below the resync's version are dropped as
+    /// already covered); its waiters are still answered with it, and the
+    /// id's next miss reads Redis again.
+    pub fn supersede_all(&self) {
+        for slots in lock(&self.shared.in_flight).slots.values() {
+            for slot in slots {
+                slot.saw(u64::MAX);
+            }
+        }
+    }
+
     /// Forgets every id known absent (the dataset changed).
     pub fn forget_absent(&self) {
         self.shared.negative.pin().clear();
@@ -735,6 +750,35 @@ mod tests {
         assert_eq!(store.get("x", &g).unwrap().version(), 7);
         assert_eq!(filler.counters().admitted.load(Ordering::Relaxed), 1);
         assert_eq!(filler.counters().superseded.load(Ordering::Relaxed), 2);
+    }
+
+    /// A full resync reports no delete (the scan just does not find the id)
+    /// and drops the messages it covers, so a fill that read an id before
+    /// it must not be admitted after it, nor remembered as absent.
+    #[test]
+    fn fills_in_flight_when_a_resync_begins_are_not_admitted() {
+        let (filler, link, jobs) = Filler::detached(FillConfig::default());
+        let (store, mut writer) = crate::Store::bounded(1 << 20);
+        let _w = filler.request("x").unwrap();
+        let x = jobs.try_recv().unwrap();
+        let _w = filler.request("gone").unwrap();
+        let gone = jobs.try_recv().unwrap();
+        // x's HMGET read version 10; x was deleted at 11; then the resync began.
+        link.supersede_all();
+        x.complete(Ok(Some(entry("x", 10, b"deleted since"))));
+        gone.complete(Ok(None));
+        assert!(!link.admit(&x, &mut writer));
+        assert!(!link.admit(&gone, &mut writer));
+        assert!(!store.contains("x"));
+        assert!(!filler.is_known_absent("gone"));
+        assert_eq!(filler.in_flight(), 0);
+        // A request after it starts a fill of its own, which is admitted.
+        let _w = filler.request("x").unwrap();
+        let again = jobs.try_recv().unwrap();
+        assert!(!Arc::ptr_eq(&again, &x));
+        again.complete(Ok(Some(entry("x", 12, b"new"))));
+        assert!(link.admit(&again, &mut writer));
+        assert!(store.contains("x"));
     }
 
     /// A request must not be answered from a fill that may have read Redis

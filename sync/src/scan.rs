@@ -33,7 +33,9 @@ const READ_CHUNK: usize = 256 << 10;
 #[derive(Debug, Default)]
 pub struct Page {
     data: Vec<u8>,
-    spans: Vec<(u32, u32)>,
+    /// Offsets and lengths in `data`: as wide as the page may be (a page
+    /// of a large `--scan-batch` of large records can pass 4 GiB).
+    spans: Vec<(usize, usize)>,
 }
 
 impl Page {
@@ -44,7 +46,7 @@ impl Page {
             for part in [field, value] {
                 let start = page.data.len();
                 page.data.extend_from_slice(part);
-                page.spans.push((start as u32, part.len() as u32));
+                page.spans.push((start, part.len()));
             }
         }
         page
@@ -63,7 +65,7 @@ impl Page {
     /// The entries, in reply order.
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.spans.chunks_exact(2).map(|p| {
-            let at = |(s, l): (u32, u32)| &self.data[s as usize..s as usize + l as usize];
+            let at = |(s, l): (usize, usize)| &self.data[s..s + l];
             (at(p[0]), at(p[1]))
         })
     }
@@ -198,7 +200,7 @@ impl Scanner {
         let mut spans = Vec::with_capacity(n);
         for _ in 0..n {
             let (s, l) = self.bulk()?;
-            spans.push(((s - start) as u32, l as u32));
+            spans.push((s - start, l));
         }
         // Hand over this reply's bytes; what follows it starts the next buffer.
         let end = self.pos;

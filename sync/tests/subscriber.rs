@@ -17,6 +17,23 @@ use proptest::prelude::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Test settings with a reconnect delay long enough to write (and trim)
+/// while the subscriber is away.
+fn slow_to_return(redis: &RedisServer) -> heavyread_sync::SyncConfig {
+    let mut cfg = sync_config(redis, "hr");
+    cfg.backoff_min = Duration::from_millis(1500);
+    cfg.backoff_max = Duration::from_millis(1500);
+    cfg
+}
+
+/// Cuts the subscription and waits until the subscriber noticed.
+fn cut_subscription(con: &mut redis::Connection, sub: &heavyread_sync::Subscriber) {
+    assert!(kill_pubsub(con) >= 1);
+    wait_for("disconnect noticed", LIMIT, || {
+        !sub.status().snapshot().connected
+    });
+}
+
 fn counter(
     sub: &heavyread_sync::Subscriber,
     f: impl Fn(&heavyread_sync::status::Counters) -> &std::sync::atomic::AtomicU64,
@@ -153,14 +170,11 @@ async fn batches_missed_while_away_are_caught_up_from_their_log_entries() {
     let redis = RedisServer::start();
     let keys = Keys::new("hr").unwrap();
     let p = publisher(&redis, "hr", 100_000).await;
-    let mut cfg = sync_config(&redis, "hr");
+    let mut cfg = slow_to_return(&redis);
     // Catch-up fetches fewer records per HMGET than a batch entry holds; it
     // resumes at the last version of a batch entry, whose fingerprint it
-    // checks first. A long reconnect delay leaves time to write while it is
-    // away.
+    // checks first.
     cfg.catch_up_batch = 100;
-    cfg.backoff_min = Duration::from_millis(1500);
-    cfg.backoff_max = Duration::from_millis(1500);
     let sub = spawn(cfg);
     wait_bootstrapped(&sub);
     let batch = |from: u64, n: u64| posts(from..from + n, |i| format!("b{}", i % 500));
@@ -170,10 +184,7 @@ async fn batches_missed_while_away_are_caught_up_from_their_log_entries() {
     assert_eq!(counter(&sub, |c| &c.catch_ups), 0);
 
     let mut con = redis.connection();
-    assert!(kill_pubsub(&mut con) >= 1);
-    wait_for("disconnect noticed", LIMIT, || {
-        !sub.status().snapshot().connected
-    });
+    cut_subscription(&mut con, &sub);
     put_items(&p, &batch(300, 700)).await;
     p.put("single", b"{}").await.unwrap();
     assert!(p.delete("b400").await.unwrap().is_some());
@@ -263,19 +274,12 @@ async fn log_trimmed_past_the_position_converges_through_a_full_resync() {
     for i in 0..20u64 {
         p.put(&format!("old{i}"), &body("old", i)).await.unwrap();
     }
-    let mut cfg = sync_config(&redis, "hr");
-    // A long reconnect delay leaves time to write and trim while it is away.
-    cfg.backoff_min = Duration::from_millis(1500);
-    cfg.backoff_max = Duration::from_millis(1500);
-    let sub = spawn(cfg);
+    let sub = spawn(slow_to_return(&redis));
     wait_bootstrapped(&sub);
     wait_converged(&redis, &sub, &keys, LIMIT);
 
     let mut con = redis.connection();
-    assert!(kill_pubsub(&mut con) >= 1);
-    wait_for("disconnect noticed", LIMIT, || {
-        !sub.status().snapshot().connected
-    });
+    cut_subscription(&mut con, &sub);
     for i in 0..50u64 {
         p.put(&format!("new{i}"), &body("new", i)).await.unwrap();
     }
@@ -593,4 +597,105 @@ proptest! {
         let violations = watcher.join().unwrap();
         prop_assert!(violations.is_empty(), "keys moved back: {:?}", violations);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_message_was_unreadable_is_found_while_writes_are_idle() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    for i in 0..5u64 {
+        p.put(&format!("i{i}"), &body("i", i)).await.unwrap();
+    }
+    let sub = spawn(sync_config(&redis, "hr"));
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    // Version 6 is stored and logged as the function would, but its
+    // message arrives unreadable, and nothing is written after it: no later
+    // message can show the gap. The idle subscription's check must.
+    let new_body = body("i", 60);
+    let rec = heavyread_sync::RecordRef {
+        op: heavyread_sync::Op::Put,
+        version: 6,
+        written_at_ns: 6,
+        etag: etag_of(&new_body),
+        id: "i0",
+        body: &new_body,
+    }
+    .encode();
+    let mut con = redis.connection();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("XADD")
+        .arg(&keys.log)
+        .arg("6-1")
+        .arg("op")
+        .arg("put")
+        .arg("id")
+        .arg("i0")
+        .arg("ts")
+        .arg(&rec[10..18])
+        .ignore()
+        .cmd("SET")
+        .arg(&keys.version)
+        .arg(6)
+        .ignore()
+        .cmd("HSET")
+        .arg(&keys.posts)
+        .arg("i0")
+        .arg(&rec)
+        .ignore()
+        .cmd("PUBLISH")
+        .arg(&keys.channel)
+        .arg(&b"garbage"[..])
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+    wait_for("the unreadable message counted", LIMIT, || {
+        counter(&sub, |c| &c.malformed_records) == 1
+    });
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(sub.status().snapshot().last_version, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_entry_this_reader_cannot_read_leads_to_a_full_resync_not_a_loop() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 100_000).await;
+    for i in 0..5u64 {
+        p.put(&format!("k{i}"), &body("k", i)).await.unwrap();
+    }
+    let sub = spawn(slow_to_return(&redis));
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, LIMIT);
+
+    let mut con = redis.connection();
+    cut_subscription(&mut con, &sub);
+    // An entry at version 6 without the fields this reader knows (another
+    // tool's, or a later format), then a change through the function.
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("XADD")
+        .arg(&keys.log)
+        .arg("6-1")
+        .arg("note")
+        .arg("written by hand")
+        .ignore()
+        .cmd("SET")
+        .arg(&keys.version)
+        .arg(6)
+        .ignore()
+        .query(&mut con)
+        .unwrap();
+    p.put("k1", &body("k", 71)).await.unwrap();
+    // The catch-up cannot read the log; the hash is the truth.
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(sub.status().snapshot().last_version, 7);
+    assert_eq!(
+        counter(&sub, |c| &c.full_resyncs),
+        2,
+        "bootstrap, then the resync"
+    );
+    assert!(sub.status().snapshot().connected);
 }
