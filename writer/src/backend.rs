@@ -53,7 +53,19 @@ impl Backend {
     }
 
     fn failed(&self, what: &str, e: heavyread_sync::Error) -> ApiError {
-        if e.is_unavailable() {
+        if is_timeout(&e) {
+            // The command went out and may still run: the answer must not
+            // say it was refused (a client that retries a put converges; a
+            // delete it retries may find the post gone).
+            self.metrics.redis_error(RedisErrorKind::Timeout);
+            warn!(error = %e, what, "redis did not answer in time");
+            let outcome = if what == "get" {
+                ""
+            } else {
+                "; it may still be applied: read the post to know"
+            };
+            ApiError::RedisTimeout(format!("redis did not answer the {what} in time{outcome}"))
+        } else if e.is_unavailable() {
             self.metrics.redis_error(RedisErrorKind::Unavailable);
             warn!(error = %e, what, "redis unavailable");
             ApiError::Unavailable("redis unavailable".into())

@@ -17,9 +17,11 @@
 //! until then (up to `last_line`) are applied and reported. 408, likewise,
 //! when the client sends nothing for `--body-timeout` (and the connection is
 //! closed; a body cut by the client is a 400 the same way). 503 when Redis
-//! fails: `applied` counts the puts Redis confirmed, `unconfirmed` those
-//! whose outcome is unknown, and later lines were not sent; every line is
-//! an upsert, so sending the whole body again is safe.
+//! fails, 504 when it does not answer within `--redis-timeout`: `applied`
+//! counts the puts Redis confirmed, `unconfirmed` those whose outcome is
+//! unknown, and the other valid lines read (`lines - applied - rejected -
+//! unconfirmed`) and all later ones were not sent; every line is an upsert,
+//! so sending the whole body again is safe.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -64,7 +66,7 @@ pub struct LineError {
 /// The answer of `/bulk`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// Set when the request stopped early (413 or 503).
+    /// Set when the request stopped early (400, 408, 413, 503 or 504).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Non-blank lines read.
@@ -290,8 +292,11 @@ async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
         lines.push(&chunk);
         while let Some((no, line)) = lines.next_line() {
             run.line(no, line);
+            // A full batch goes out before the next line is added, so
+            // --bulk-chunk bounds a round trip however many lines a piece
+            // of the body holds.
+            run.flush(false).await?;
         }
-        run.flush(false).await?;
     }
     if let Some((no, line)) = lines.finish() {
         run.line(no, line);

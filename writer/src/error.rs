@@ -71,6 +71,9 @@ pub enum ApiError {
     Internal(String),
     /// 503: Redis is unreachable or refused the command; nothing was acknowledged.
     Unavailable(String),
+    /// 504: Redis took the command but did not answer within
+    /// `--redis-timeout`: a write may still be applied when Redis gets to it.
+    RedisTimeout(String),
 }
 
 impl ApiError {
@@ -87,6 +90,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RedisTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -94,7 +98,10 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             ApiError::Malformed(m) => format!("malformed JSON: {m}"),
-            ApiError::BadRequest(m) | ApiError::Internal(m) | ApiError::Unavailable(m) => m.clone(),
+            ApiError::BadRequest(m)
+            | ApiError::Internal(m)
+            | ApiError::Unavailable(m)
+            | ApiError::RedisTimeout(m) => m.clone(),
             ApiError::Invalid { message, .. } => message.clone(),
             ApiError::Unauthorized => "missing or invalid bearer token".into(),
             ApiError::NotFound { .. } => "post not found".into(),

@@ -7,7 +7,7 @@
 //! | `heavyread_writer_requests_total` | counter | `route`, `method`, `status` |
 //! | `heavyread_writer_request_duration_seconds` | histogram | `route`, `method` |
 //! | `heavyread_writer_requests_in_flight` | gauge | |
-//! | `heavyread_writer_redis_errors_total` | counter | `kind` (`unavailable`, `other`) |
+//! | `heavyread_writer_redis_errors_total` | counter | `kind` (`unavailable`, `timeout`, `other`) |
 //! | `heavyread_writer_records_published_total` | counter | `op` (`put`, `delete`) |
 //! | `heavyread_writer_published_bytes_total` | counter | |
 //! | `heavyread_writer_bulk_lines_total` | counter | `result` (`applied`, `rejected`) |
@@ -106,10 +106,12 @@ const BUCKETS: [f64; 15] = [
 /// Which kind of Redis failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedisErrorKind {
-    /// Unreachable, connection dropped, timeout.
+    /// Unreachable, or the connection dropped.
     Unavailable,
     /// Redis answered with an error.
     Other,
+    /// No answer within `--redis-timeout` (the command may still run).
+    Timeout,
 }
 
 /// How a `/bulk` line ended.
@@ -153,7 +155,7 @@ pub struct Metrics {
     requests: [[AtomicU64; N_STATUS]; ROUTES.len()],
     latency: [Histogram; ROUTES.len()],
     in_flight: AtomicI64,
-    redis_errors: [AtomicU64; 2],
+    redis_errors: [AtomicU64; 3],
     published: [AtomicU64; 2],
     published_bytes: AtomicU64,
     bulk_lines: [AtomicU64; 2],
@@ -354,8 +356,8 @@ impl Metrics {
             self.in_flight.load(Relaxed).max(0)
         )?;
 
-        family(o, "heavyread_writer_redis_errors_total", "counter", "Redis commands that failed, by kind (unavailable: unreachable or timed out; other: Redis answered an error).")?;
-        for (i, kind) in ["unavailable", "other"].iter().enumerate() {
+        family(o, "heavyread_writer_redis_errors_total", "counter", "Redis commands that failed, by kind (unavailable: unreachable or the connection dropped; timeout: no answer within --redis-timeout, the command may still run; other: Redis answered an error).")?;
+        for (i, kind) in ["unavailable", "other", "timeout"].iter().enumerate() {
             writeln!(
                 o,
                 "heavyread_writer_redis_errors_total{{kind=\"{kind}\"}} {}",

@@ -138,6 +138,25 @@ async fn bad_lines_are_reported_by_number_and_the_others_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_chunk_caps_the_posts_of_a_round_trip_however_the_body_arrives() {
+    // One small body, so it reaches the writer as one piece: each post must
+    // still go to Redis in a round trip of its own, one log entry each.
+    let env = Env::start_with(|c| c.bulk_chunk = 1).await;
+    let lines: Vec<String> = (0..30)
+        .map(|i| post(&format!("c{i}"), "t", "c", "a"))
+        .collect();
+    let r = request(env.addr(), "POST", "/bulk", &[NDJSON], &ndjson(&lines)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["applied"], 30);
+    let snap = env.snapshot();
+    assert_eq!(snap.version, Some(30));
+    assert_eq!(
+        snap.log_len, 30,
+        "one batch call, so one log entry, per --bulk-chunk of 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_line_for_the_same_id_wins_across_chunks() {
     let env = Env::start_with(|c| c.bulk_chunk = 2).await;
     let lines: Vec<String> = (0..7)

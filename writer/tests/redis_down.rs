@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get, post, request, wait_ready, Env};
+use common::{get, metric, post, request, wait_ready, Env};
 use serde_json::json;
 
 async fn wait_status(env: &Env, path: &str, status: u16) {
@@ -87,17 +87,40 @@ async fn redis_back_without_its_data_gets_the_library_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_redis_times_out_into_503_not_a_hang() {
+async fn a_paused_redis_times_out_into_504_and_the_write_may_still_land() {
     let env = Env::start().await;
     env.redis.pause();
     let t = Instant::now();
     let r = env.create(&post("p", "t", "c", "a")).await;
     let took = t.elapsed();
+    let metrics = get(env.addr(), "/metrics").await.text();
     env.redis.resume();
-    assert_eq!(r.status, 503, "{}", r.text());
-    // redis_timeout is 500 ms in the tests; allow one retry and scheduling slack.
+    // Not 503 "refused": the command went out before the timeout and runs
+    // once Redis wakes, so the answer says the outcome is not known.
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("may still be applied"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "heavyread_writer_redis_errors_total{kind=\"timeout\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // redis_timeout is 500 ms in the tests; allow scheduling slack.
     assert!(took < Duration::from_secs(3), "took {took:?}");
     wait_ready(env.addr()).await;
+    assert!(
+        env.record("p").is_some(),
+        "the timed-out put ran when Redis resumed, as the 504 warned"
+    );
     assert_eq!(env.create(&post("p2", "t", "c", "a")).await.status, 201);
 }
 
