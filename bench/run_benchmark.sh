@@ -35,10 +35,12 @@
 #   HOT_IDS=64                posts the reader's hot-set runs read (ids drawn
 #                             from the first HOT_IDS only: every lookup hits the
 #                             CPU caches), beside its runs over all N
-#   HOT_ROUNDS=3 [1]          rounds of HOT_SECS=4 [1] s runs, one over all N
-#                             posts and one over the hot set, back to back in
-#                             alternating order: the report splits the reader's
-#                             CPU above the floor with their median difference
+#   HOT_ROUNDS=3 [1]          rounds of HOT_SECS=4 [1] s runs, the reader over
+#                             all N posts and over the hot set and the syscall
+#                             floor, back to back in alternating order: the
+#                             report takes the reader's CPU above the floor and
+#                             the share of it that is cache misses from their
+#                             median differences
 #   LOAD_SHARE=0.8            share of each server's maximum rate offered by
 #                             the open-loop latency runs (section 2b)
 #   PROP_RATES="1000 5000 10000"   propagation write rates (writes/s)
@@ -227,14 +229,21 @@ wrk_run() {
     "$BENCH" "${args[@]}"
 }
 
+# Files nginx's open_file_cache may hold: every cached file holds a
+# descriptor, so the cache stays under half the open-file limit.
+nginx_cache_max() {
+    local max=$((N + 1000))
+    [ "$max" -gt $((NOFILE / 2)) ] && max=$((NOFILE / 2))
+    echo "$max"
+}
+
 # nginx_start NAME WORKERS PINNED(yes|no): nginx serving $WORK/static; sets PID and ADDR.
 nginx_start() {
     local name=$1 workers=$2 pinned=$3 dir=$WORK/$1 port
     port=$(free_port)
     mkdir -p "$dir/tmp"
-    local affinity="" user="" cache_max=$((N + 1000))
-    # Every cached file holds a descriptor: keep the cache under the limit.
-    [ "$cache_max" -gt $((NOFILE / 2)) ] && cache_max=$((NOFILE / 2))
+    local affinity="" user="" cache_max
+    cache_max=$(nginx_cache_max)
     [ "$pinned" = yes ] && affinity="worker_cpu_affinity $((1 << SERVER_CPU));"
     [ "$(id -u)" = 0 ] && user="user $(id -un) $(id -gn);"
     cat >"$dir/nginx.conf" <<EOF
@@ -344,7 +353,9 @@ hold_cpu_latency() {
     local parent=$$
     (
         exec 3>/dev/cpu_dma_latency
-        printf '%x\n' "$CPU_DMA_LATENCY" >&3 # the kernel reads the text as hex
+        # The kernel reads a write of exactly 4 bytes as a binary s32 and
+        # anything else as hex text: 8 hex digits are never 4 bytes.
+        printf '%08x\n' "$CPU_DMA_LATENCY" >&3
         while kill -0 "$parent" 2>/dev/null; do sleep 1 3>&-; done
     ) &
     QOS_PID=$!
@@ -402,6 +413,8 @@ HIT_ROUNDS=$HIT_ROUNDS
 STEPS=$STEPS
 SERVER_CPU=$SERVER_CPU
 CLIENT_CPU=$CLIENT_CPU
+NOFILE=$NOFILE
+NGINX_FILE_CACHE=$(nginx_cache_max)
 CPU_DMA_LATENCY=$([ -n "$QOS_PID" ] && echo "$CPU_DMA_LATENCY µs, held for the whole run (released for the comparison run at PROP_IDLE_RATE)" || echo "none held")
 PROP_IDLE_RATE=${PROP_IDLE_RATE:-none}
 REDIS=appendonly yes, appendfsync everysec, save off, otherwise defaults; AOF rewritten (BGREWRITEAOF, waited for) before each propagation rate and each writer run
@@ -438,15 +451,29 @@ wrk_run read-reader-1 "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU" "
 # The same reader and load over a hot set: what the lookups' cache misses cost is the difference.
 wrk_run read-reader-hot "heavyread-reader, 1 executor pinned to CPU $SERVER_CPU, ids from the first $HOT_IDS posts" \
     "$R1_ADDR" random.lua yes 1 1 "$R1_PID" -- "HR_IDS=$HOT_IDS"
-# hot_rounds MODE SCRIPT PIPELINE: HOT_ROUNDS pairs of short runs of the first
-# reader, over all N posts and over the hot set, back to back, the side going
-# first alternating (all hot, hot all, ...): split-MODE-{all,hot}-ROUND.json.
+# The syscall floor runs beside the reader from here on: the rounds below
+# pair them.
+floor_start floor-1 "$SERVER_CPU"
+FLOOR_ADDR=$ADDR FLOOR_PID=$PID
+# hot_rounds MODE SCRIPT PIPELINE: HOT_ROUNDS rounds of short runs back to
+# back, the order reversed every other round (all hot floor, floor hot all,
+# ...): the first reader over all N posts and over the hot set, and the
+# syscall floor: split-MODE-{all,hot,floor}-ROUND.json. The report takes
+# the reader's cost of cache misses (all - hot) and above the floor
+# (all - floor) from each round's own runs, minutes closer than the
+# single runs are.
 hot_rounds() {
     local mode=$1 script=$2 pipeline=$3 i which order
     for i in $(seq "$HOT_ROUNDS"); do
-        order="all hot"
-        [ $((i % 2)) = 0 ] && order="hot all"
+        order="all hot floor"
+        [ $((i % 2)) = 0 ] && order="floor hot all"
         for which in $order; do
+            if [ "$which" = floor ]; then
+                DURATION=$HOT_SECS WARMUP=1 wrk_run "split-$mode-floor-$i" \
+                    "syscall floor, pinned to CPU $SERVER_CPU" \
+                    "$FLOOR_ADDR" "$script" yes 1 "$pipeline" "$FLOOR_PID"
+                continue
+            fi
             local ids=$N
             [ "$which" = hot ] && ids=$HOT_IDS
             DURATION=$HOT_SECS WARMUP=1 wrk_run "split-$mode-$which-$i" \
@@ -462,8 +489,6 @@ NGINX_PID=$PID
 wrk_run read-nginx-1 "nginx, 1 worker pinned to CPU $SERVER_CPU, static files" "$ADDR" random.lua yes 1 1 "$NGINX_PID"
 NGINX1_ADDR=$ADDR NGINX1_PID=$NGINX_PID
 
-floor_start floor-1 "$SERVER_CPU"
-FLOOR_ADDR=$ADDR FLOOR_PID=$PID
 wrk_run read-floor-1 "syscall floor: one fixed answer, one recv and one send per read, pinned to CPU $SERVER_CPU" "$FLOOR_ADDR" random.lua yes 1 1 "$FLOOR_PID"
 
 pin_redis "$SERVER_CPU"

@@ -789,7 +789,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             };
             let r = propagation::propagation(&o).await?;
             println!(
-                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {}{:.0}/s achieved), poll RTT p50 {}, VM steal {}{}; CPU latency limit {}",
+                "propagation {} writes/s: {} writes, every {} tracked ({} failed, {}{:.0}/s achieved), poll RTT p50 {}{}, VM steal {}{}; CPU latency limit {}",
                 r.rate,
                 r.writes,
                 r.track_every,
@@ -797,6 +797,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 propagation::fmt_waited(&r).map_or(String::new(), |w| format!("{w}, ")),
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
+                propagation::fmt_first_polls(&r).map_or(String::new(), |f| format!(", {f}")),
                 fmt_steal(r.steal_ms),
                 fmt_rewrites(r.aof_rewrites),
                 procfs::fmt_cpu_latency(r.cpu_latency_us)

@@ -73,6 +73,20 @@ pub fn fmt_waited(r: &PropagationResult) -> Option<String> {
     })
 }
 
+/// "the change already served at the first poll in N of M (x%)" when the
+/// run counted it.
+pub fn fmt_first_polls(r: &PropagationResult) -> Option<String> {
+    let (hits, pairs) = (r.first_poll_hits?, r.tracked_pairs?);
+    (pairs > 0).then(|| {
+        format!(
+            "the change already served at the first poll in {} of {} reader polls ({:.1}%)",
+            crate::stats::fmt_count(hits as f64),
+            crate::stats::fmt_count(pairs as f64),
+            100.0 * hits as f64 / pairs as f64
+        )
+    })
+}
+
 /// Latency to one reader (or to all).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReaderLatency {
@@ -108,6 +122,15 @@ pub struct PropagationResult {
     pub max_in_flight: usize,
     /// Polls sent.
     pub polls: u64,
+    /// Tracked (write, reader) pairs whose first poll was already answered
+    /// with the new ETag: the reader had applied the change before the poll
+    /// arrived, so that sample is the poll's own round trip on the loaded
+    /// machine. `None` in results from before it was counted.
+    #[serde(default)]
+    pub first_poll_hits: Option<u64>,
+    /// Tracked (write, reader) pairs.
+    #[serde(default)]
+    pub tracked_pairs: Option<u64>,
     /// Per reader.
     pub readers: Vec<ReaderLatency>,
     /// Until the last reader serves the write.
@@ -181,6 +204,8 @@ struct Outcome {
     /// Per reader: time to serve, or None on timeout.
     seen: Vec<Option<u64>>,
     polls: u64,
+    /// Readers that served the write at their first poll.
+    first_hits: u64,
     acked_at: Instant,
 }
 
@@ -247,6 +272,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
             create_ns: ns(acked - sent),
             seen: Vec::new(),
             polls: 0,
+            first_hits: 0,
             acked_at: acked,
         });
     }
@@ -257,9 +283,12 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
     )
     .await;
     let mut seen = Vec::with_capacity(polls.len());
-    let mut total = 0;
+    let (mut total, mut first_hits) = (0, 0);
     for p in polls {
         let (d, n) = p?;
+        if d.is_some() && n == 1 {
+            first_hits += 1;
+        }
         seen.push(d);
         total += n;
     }
@@ -267,6 +296,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
         create_ns: ns(acked - sent),
         seen,
         polls: total,
+        first_hits,
         acked_at: acked,
     })
 }
@@ -342,6 +372,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     let mut all_timeouts = 0u64;
     let mut create = histogram();
     let (mut writes, mut failed, mut polls) = (0u64, 0u64, 0u64);
+    let (mut first_poll_hits, mut tracked_pairs) = (0u64, 0u64);
     let mut last_ack = Instant::now();
     let mut first_error: Option<anyhow::Error> = None;
     let mut absorb = |r: Result<Result<Outcome>, tokio::task::JoinError>| -> Result<()> {
@@ -354,6 +385,8 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
                 if o.seen.is_empty() {
                     return Ok(());
                 }
+                first_poll_hits += o.first_hits;
+                tracked_pairs += o.seen.len() as u64;
                 let mut slowest = Some(0u64);
                 for (i, s) in o.seen.iter().enumerate() {
                     match s {
@@ -448,6 +481,8 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         waited,
         max_in_flight: opts.max_in_flight.max(1),
         polls,
+        first_poll_hits: Some(first_poll_hits),
+        tracked_pairs: Some(tracked_pairs),
         readers,
         all: ReaderLatency {
             label: "all readers".into(),
