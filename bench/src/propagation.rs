@@ -73,13 +73,13 @@ pub fn fmt_waited(r: &PropagationResult) -> Option<String> {
     })
 }
 
-/// "the change already served at the first poll in N of M (x%)" when the
-/// run counted it.
+/// "the change already served at the first poll for N of M tracked
+/// (write, reader) pairs (x%)" when the run counted it.
 pub fn fmt_first_polls(r: &PropagationResult) -> Option<String> {
     let (hits, pairs) = (r.first_poll_hits?, r.tracked_pairs?);
     (pairs > 0).then(|| {
         format!(
-            "the change already served at the first poll in {} of {} reader polls ({:.1}%)",
+            "the change already served at the first poll for {} of {} tracked (write, reader) pairs ({:.1}%)",
             crate::stats::fmt_count(hits as f64),
             crate::stats::fmt_count(pairs as f64),
             100.0 * hits as f64 / pairs as f64

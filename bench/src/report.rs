@@ -763,8 +763,8 @@ fn openloop_section(o: &mut String, r: &Results) {
          full speed (an executor that runs out of work sleeps in the kernel and is woken per \
          request, instead of finding the next request already there), so 80% of the \
          closed-loop maximum keeps it nearly busy; a server marked *fell behind* had most of \
-         its requests wait for a free connection, so its queue grew through the run and its \
-         percentiles measure the run's length rather than a latency. And a VM's vCPUs may be \
+         its requests wait for a free connection: it did not keep up with the rate, and its \
+         percentiles are mostly that wait. And a VM's vCPUs may be \
          taken away: on the VM of the hand runs of 2026-11-27, when the VM as a whole used more \
          than about one and a half of its two CPUs, the hypervisor took a vCPU away for about \
          100 ms at a time (the discussion below). A stall queues every request due during it. \
@@ -814,8 +814,8 @@ fn openloop_section(o: &mut String, r: &Results) {
 }
 
 /// Whether most of an open-loop run's requests found every connection
-/// busy: the server fell behind the offered rate, so its queue grew through
-/// the run and the percentiles measure the run's length, not a latency.
+/// busy: the server did not keep up with the offered rate, and the
+/// percentiles are mostly the wait for a free connection.
 fn fell_behind(x: &OpenloopResult) -> bool {
     x.due > 0 && x.queued.saturating_mul(2) > x.due
 }
@@ -1037,7 +1037,8 @@ fn targets_section(o: &mut String, r: &Results) {
                 fmt_us(x.latency.p999),
                 fmt_count(x.target_rate),
                 if fell_behind(x) {
-                    " (it fell behind that rate: a queue, not a latency; see section 2)"
+                    " (it fell behind that rate: most of its requests waited for a free \
+                     connection; sections 1–2)"
                 } else {
                     ""
                 }
@@ -1074,7 +1075,8 @@ fn targets_section(o: &mut String, r: &Results) {
                 "poll round trip alone p50 {}{}; VM steal {}{}{}{idle}",
                 fmt_us(p.poll_rtt.p50),
                 crate::propagation::fmt_first_polls(p).map_or(String::new(), |f| format!(
-                    "; {f}: such a sample is the poll's own round trip on the loaded machine"
+                    "; {f}: such a sample is a poll's own round trip (with its wait for a \
+                     connection of the tool's pool) on the loaded machine"
                 )),
                 fmt_steal(p.steal_ms),
                 fmt_rewrites(p.aof_rewrites),
@@ -2833,8 +2835,9 @@ mod tests {
         assert!(row.contains("| p50 180 µs, p99 720 µs |"), "{row}");
         assert!(
             row.contains(
-                "; the change already served at the first poll in 29,950 of 30,000 reader polls \
-                 (99.8%): such a sample is the poll's own round trip on the loaded machine;"
+                "; the change already served at the first poll for 29,950 of 30,000 tracked \
+                 (write, reader) pairs (99.8%): such a sample is a poll's own round trip (with \
+                 its wait for a connection of the tool's pool) on the loaded machine;"
             ),
             "{row}"
         );

@@ -462,8 +462,9 @@ impl FillLink {
         }
     }
 
-    /// A full resync begins: every fill registered now is treated as having
-    /// seen a change newer than anything it can hold, so none is admitted.
+    /// A full resync has read its version: every fill registered now is
+    /// treated as having seen a change newer than anything it can hold, so
+    /// none is admitted.
     /// Such a fill may have read an id before a change the resync will not
     /// report one by one (a delete is absent from the scan, and the
     /// messages of changes at or below the resync's version are dropped as

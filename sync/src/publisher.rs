@@ -247,8 +247,11 @@ impl Publisher {
     /// writer could be woken, and even answer its client, before Redis has
     /// handed the change to any reader. The `PING` makes this connection
     /// pending first, so Redis writes the change to every subscriber's
-    /// socket before it answers here, and a writer's client gets its `201`
-    /// after that, not before. The `PING` costs Redis about a microsecond.
+    /// socket before it answers here, and a writer's client usually gets its
+    /// `201` after that. Not when another client's command earlier in the
+    /// same turn already made the subscribers pending (they then stay behind
+    /// this connection), or a subscriber's socket is full: an ordering for
+    /// latency, not a guarantee. The `PING` costs Redis about a microsecond.
     async fn call(&self, cmd: &redis::Cmd) -> Result<u64, Error> {
         let mut con = self.con.clone();
         let mut pipe = redis::pipe();

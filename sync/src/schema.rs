@@ -44,8 +44,9 @@
 //! history under the same epoch is noticed (library version 2).
 //!
 //! Library version 5 checks every template whole in every function (its
-//! lengths add up, its id is in the alphabet, a delete has no body), as
-//! `put_batch` always did: `put` and `delete` checked only the format byte,
+//! lengths add up, its id is in the alphabet, a delete has no body and a
+//! zero etag), as `put_batch` already did for its puts: `put` and `delete`
+//! checked only the format byte,
 //! the op and the id, so a client calling them directly could store and
 //! publish a record that no reader can decode, leaving every reader on the
 //! id's previous state. Valid calls answer and write exactly as before.
@@ -71,8 +72,8 @@ pub const LIBRARY_VERSION: u32 = 5;
 /// only when right, so it is never trusted); it returns the version of its
 /// last post (the first is that minus the number of posts, plus one).
 /// Every function checks each template whole before writing anything: its
-/// lengths, its id alphabet, and a delete's empty body (library version 5;
-/// before it only `put_batch` did).
+/// lengths, its id alphabet, and a delete's empty body and zero etag
+/// (library version 5; before it only `put_batch` did).
 pub const LIBRARY: &str = r#"#!lua name=heavyread
 
 local FIXED = 36
@@ -113,8 +114,8 @@ end
 
 -- The id of a record template of op (1 put, 2 delete) that is whole: its
 -- id is 1..MAX_ID bytes of the id alphabet, its lengths add up to its size,
--- its body is within the decoders' 16 MiB, and a delete has none. nil for
--- anything else: one stored or published record that readers cannot decode
+-- its body is within the decoders' 16 MiB, and a delete has no body and a
+-- zero etag. nil for anything else: one stored or published record that readers cannot decode
 -- would leave them serving the id's previous state while Redis holds this.
 local function template_id(t, op)
   if #t < FIXED + 4 or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= op then
@@ -130,7 +131,11 @@ local function template_id(t, op)
   end
   local b1, b2, b3, b4 = string.byte(t, FIXED + idlen + 1, FIXED + idlen + 4)
   local bodylen = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-  if bodylen > MAX_BODY or (op == 2 and bodylen ~= 0) or #t ~= FIXED + idlen + 4 + bodylen then
+  if bodylen > MAX_BODY or #t ~= FIXED + idlen + 4 + bodylen then
+    return nil
+  end
+  -- A delete carries no body and a zero etag.
+  if op == 2 and (bodylen ~= 0 or string.sub(t, 19, 34) ~= string.rep('\0', 16)) then
     return nil
   end
   return id

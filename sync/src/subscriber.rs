@@ -497,14 +497,21 @@ impl SyncThread {
     fn full_resync(&mut self, con: &mut redis::Connection, force: bool) -> Result<(), Error> {
         let started = Instant::now();
         SyncStatus::add(&self.status.counters.full_resyncs);
-        if let Some(link) = &self.fills {
-            link.supersede_all();
-            if force {
+        if force {
+            if let Some(link) = &self.fills {
                 link.forget_absent();
             }
         }
         self.writer.begin_resync();
         let (epoch, v0) = self.read_state(con)?;
+        // Only after `v0` is read: a fill registered before then may have
+        // read an id before a change at or below `v0` that this resync
+        // reports to no slot (a delete the scan does not find, a message
+        // dropped as covered); one registered after reads Redis at or
+        // after `v0`.
+        if let Some(link) = &self.fills {
+            link.supersede_all();
+        }
         let fp0 = self.fingerprint_at(con, v0)?;
         let hlen: usize = redis::cmd("HLEN").arg(&self.keys.posts).query(con)?;
         self.writer

@@ -182,6 +182,12 @@ async fn put_and_delete_refuse_templates_no_reader_could_decode() {
             }),
         ),
         (
+            "delete with an etag",
+            "heavyread_delete",
+            "a".into(),
+            with(&del, &|t| t[20] = 1),
+        ),
+        (
             "delete cut short",
             "heavyread_delete",
             "a".into(),

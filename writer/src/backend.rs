@@ -54,8 +54,9 @@ impl Backend {
 
     fn failed(&self, what: &str, e: heavyread_sync::Error) -> ApiError {
         if is_timeout(&e) {
-            // The command went out and may still run: the answer must not
-            // say it was refused (a client that retries a put converges; a
+            // The command may have gone out and may still run (redis-rs
+            // also times out a reconnect this way): the answer must not say
+            // it was refused (a client that retries a put converges; a
             // delete it retries may find the post gone).
             self.metrics.redis_error(RedisErrorKind::Timeout);
             warn!(error = %e, what, "redis did not answer in time");

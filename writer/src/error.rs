@@ -69,10 +69,12 @@ pub enum ApiError {
     },
     /// 500: a bug or a corrupt stored record; logged where it happens.
     Internal(String),
-    /// 503: Redis is unreachable or refused the command; nothing was acknowledged.
+    /// 503: Redis is unreachable or refused the command; nothing was
+    /// acknowledged (a connection that broke with the command in flight,
+    /// and whose retry failed too, leaves its outcome unknown).
     Unavailable(String),
-    /// 504: Redis took the command but did not answer within
-    /// `--redis-timeout`: a write may still be applied when Redis gets to it.
+    /// 504: Redis did not answer within `--redis-timeout`: the command may
+    /// have gone out, so a write may still be applied when Redis gets to it.
     RedisTimeout(String),
 }
 
