@@ -881,6 +881,15 @@ fn floor_gap(r: &Results, mode: &str, reader: &WrkResult, floor: &WrkResult) -> 
     }
 }
 
+/// A CPU-per-request figure with its notes in parentheses, if any.
+fn cpu_with_notes(w: &WrkResult, notes: &[String]) -> String {
+    if notes.is_empty() {
+        format!("{:.2} µs", w.cpu_us_per_req)
+    } else {
+        format!("{:.2} µs ({})", w.cpu_us_per_req, notes.join("; "))
+    }
+}
+
 /// [`floor_gap`] as a clause of the targets table.
 fn floor_note(r: &Results, mode: &str, reader: &WrkResult, floor: &WrkResult) -> String {
     let (d, how) = floor_gap(r, mode, reader, floor);
@@ -970,11 +979,7 @@ fn targets_section(o: &mut String, r: &Results) {
                 .chain(fl.map(|f| floor_note(r, "read", w, f)))
                 .chain(r.wrk("read-reader-hot").map(hot_note))
                 .collect();
-            if notes.is_empty() {
-                format!("{:.2} µs", w.cpu_us_per_req)
-            } else {
-                format!("{:.2} µs ({})", w.cpu_us_per_req, notes.join("; "))
-            }
+            cpu_with_notes(w, &notes)
         }),
         baseline: cpu_baselines(ng, fl),
         met: rd.map(|w| {
@@ -997,11 +1002,7 @@ fn targets_section(o: &mut String, r: &Results) {
                 .into_iter()
                 .chain(r.wrk("pipe-reader-hot").map(hot_note))
                 .collect();
-            if notes.is_empty() {
-                format!("{:.2} µs", w.cpu_us_per_req)
-            } else {
-                format!("{:.2} µs ({})", w.cpu_us_per_req, notes.join("; "))
-            }
+            cpu_with_notes(w, &notes)
         }),
         baseline: cpu_baselines(pn, pf),
         met: pr.map(|w| w.cpu_us_per_req <= 0.7),

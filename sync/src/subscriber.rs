@@ -791,9 +791,6 @@ impl SyncThread {
         let went_back = rec.version <= self.received;
         self.received = rec.version;
         if went_back {
-            // A fill of this id in flight may have read it before this
-            // change, which the catch-up may not apply itself.
-            self.note_change(rec.id, rec.version);
             // The history behind the subscription may have changed (or this
             // is the first record of the session, published during its
             // sync-up). Catching up reads the epoch and the version, and
@@ -813,9 +810,9 @@ impl SyncThread {
             self.epoch = redis::cmd("GET").arg(&self.keys.epoch).query(con)?;
         }
         if rec.version <= self.last {
-            // Covered already (by a resync or a catch-up), but a fill of
-            // this id in flight may have read it before this change.
-            self.note_change(rec.id, rec.version);
+            // Covered already: the apply or catch-up that covered it told
+            // the fills in flight, and a full resync superseded every fill
+            // registered before it read its version.
             SyncStatus::add(&self.status.counters.records_stale);
             return Ok(());
         }

@@ -69,15 +69,7 @@ async fn rejected_calls_write_nothing() {
     // A template whose id does not match the id argument, and garbage.
     let (template, _) = heavyread_sync::record::put_template("a", b"2", 0).unwrap();
     for (id, rec) in [("b", template.clone()), ("a", b"garbage".to_vec())] {
-        let r: redis::RedisResult<u64> = redis::cmd("FCALL")
-            .arg("heavyread_put")
-            .arg(4)
-            .arg(keys.function_keys().to_vec())
-            .arg(&keys.channel)
-            .arg(1000)
-            .arg(id)
-            .arg(rec)
-            .query(&mut con);
+        let r = fcall(&mut con, &keys, "heavyread_put", "1000", id, &rec);
         assert!(r.is_err());
         assert_eq!(snapshot(&mut con, &keys), before);
     }
