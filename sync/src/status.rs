@@ -20,7 +20,12 @@ fn base() -> Instant {
 
 /// Milliseconds since the process's time base, never zero (zero means "never").
 fn now_mark() -> u64 {
-    u64::try_from(base().elapsed().as_millis())
+    mark(Instant::now())
+}
+
+/// `at` in milliseconds since the process's time base, never zero.
+fn mark(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(base()).as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
 }
@@ -180,8 +185,18 @@ impl SyncStatus {
         self.last_version.store(0, Ordering::Relaxed);
     }
 
+    /// Redis proved the store current now (a sync-up or catch-up just read it).
     pub(crate) fn touch(&self) {
-        self.last_contact.store(now_mark(), Ordering::Relaxed);
+        self.last_contact.fetch_max(now_mark(), Ordering::Relaxed);
+    }
+
+    /// Redis proved the store current as of `at`: the moment the message or
+    /// the answer to a ping now being handled was received. A message that
+    /// waited in the channel behind a backlog proves no more than that, so
+    /// a reader working through a backlog older than its staleness limit is
+    /// not ready. Contact never goes back.
+    pub(crate) fn touch_at(&self, at: Instant) {
+        self.last_contact.fetch_max(mark(at), Ordering::Relaxed);
     }
 
     pub(crate) fn record_applied(&self, written_at_ns: u64, now_ns: u64) {

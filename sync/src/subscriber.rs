@@ -50,6 +50,20 @@ pub struct Subscriber {
     thread: Option<JoinHandle<()>>,
     filler: Option<Filler>,
     fill_threads: Option<FillThreads>,
+    /// The sync state, for tests that hold it to make messages queue.
+    #[cfg(test)]
+    sync: TestHandle,
+}
+
+/// The sync state, for tests that hold it.
+#[cfg(test)]
+struct TestHandle(Arc<Mutex<SyncThread>>);
+
+#[cfg(test)]
+impl std::fmt::Debug for TestHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHandle")
+    }
 }
 
 impl Subscriber {
@@ -90,6 +104,8 @@ impl Subscriber {
             received: 0,
         };
         let sync = Arc::new(Mutex::new(sync));
+        #[cfg(test)]
+        let held = Arc::clone(&sync);
         let thread = std::thread::Builder::new()
             .name("heavyread-sync".into())
             .spawn(move || SyncThread::run(&sync))?;
@@ -100,6 +116,8 @@ impl Subscriber {
             thread: Some(thread),
             filler,
             fill_threads,
+            #[cfg(test)]
+            sync: TestHandle(held),
         })
     }
 
@@ -140,8 +158,10 @@ impl Drop for Subscriber {
 
 enum Event {
     Subscribed,
-    Message(Vec<u8>),
-    Alive,
+    /// A message and when the pub/sub thread received it.
+    Message(Vec<u8>, Instant),
+    /// Redis answered a ping at that instant.
+    Alive(Instant),
     Lost(Error),
 }
 
@@ -371,13 +391,13 @@ impl SyncThread {
             };
             let mut g = lock(this);
             match event {
-                Ok(Event::Message(bytes)) => {
+                Ok(Event::Message(bytes, received)) => {
                     gate.release(bytes.len());
-                    g.status.touch();
+                    g.status.touch_at(received);
                     g.on_message(&bytes, &mut con)?;
                 }
-                Ok(Event::Alive) => {
-                    g.status.touch();
+                Ok(Event::Alive(answered)) => {
+                    g.status.touch_at(answered);
                     g.check_state(&mut con)?;
                 }
                 Ok(Event::Subscribed) => {}
@@ -1191,6 +1211,7 @@ fn pubsub_thread(
                     if msg.get_channel_name() != channel {
                         continue;
                     }
+                    let received = Instant::now();
                     let payload = msg.get_payload_bytes();
                     // Nothing may overtake a message still in the channel.
                     if tx.is_empty() && direct.apply(payload) {
@@ -1199,7 +1220,7 @@ fn pubsub_thread(
                     if !gate.admit(payload.len(), done) {
                         return Ok(());
                     }
-                    if tx.send(Event::Message(payload.to_vec())).is_err() {
+                    if tx.send(Event::Message(payload.to_vec(), received)).is_err() {
                         return Ok(());
                     }
                 }
@@ -1212,7 +1233,7 @@ fn pubsub_thread(
                         }
                         return Err(e.into());
                     }
-                    if tx.send(Event::Alive).is_err() {
+                    if tx.send(Event::Alive(Instant::now())).is_err() {
                         return Ok(());
                     }
                     ps.set_read_timeout(Some(cfg.ping_interval))?;
@@ -1231,6 +1252,60 @@ fn pubsub_thread(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message that waited in the channel behind a backlog proves the
+    /// store current only as of when it arrived: the contact time that
+    /// readiness compares with its staleness limit is that, not the moment
+    /// the sync thread got to it.
+    #[test]
+    fn contact_is_when_a_message_arrived_not_when_a_backlog_let_it_through() {
+        let redis = crate::testing::RedisServer::start();
+        let mut cfg = SyncConfig::new(redis.url());
+        cfg.prefix = "contact".into();
+        // No ping while the test runs: only the messages give contact.
+        cfg.ping_interval = Duration::from_secs(60);
+        cfg.command_timeout = Duration::from_secs(5);
+        let (store, writer) = crate::Store::new();
+        let sub = Subscriber::spawn(cfg, writer).expect("spawn subscriber");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let publisher = rt.block_on(async {
+            let p = crate::Publisher::new(&redis.url(), "contact", 1000, Duration::from_secs(5))
+                .expect("publisher");
+            p.load_library().await.expect("load library");
+            p
+        });
+        let body = br#"{"id":"x","title":"t","content":"c","author":"a"}"#;
+        let wait_for = |id: &str| {
+            let end = Instant::now() + Duration::from_secs(30);
+            while !store.contains(id) {
+                assert!(Instant::now() < end, "{id} never reached the store");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        // Live: a put reaches the store.
+        rt.block_on(publisher.put("first", body)).expect("put");
+        wait_for("first");
+        // Holding the sync state stops the sync thread at its next event
+        // and keeps the pub/sub thread from applying directly: the next
+        // messages queue in the channel.
+        let held = lock(&sub.sync.0);
+        for id in ["b0", "b1", "b2"] {
+            rt.block_on(publisher.put(id, body)).expect("put");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!store.contains("b0"), "the sync state was held");
+        drop(held);
+        wait_for("b2");
+        let since = sub.status().snapshot().since_contact.expect("contact");
+        assert!(
+            since >= Duration::from_millis(1000),
+            "the backlog's messages arrived 1.5 s before they were applied, yet contact was {since:?} ago"
+        );
+        sub.shutdown();
+    }
 
     #[test]
     fn the_byte_gate_holds_messages_past_its_limit_until_released() {
