@@ -119,7 +119,8 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_WRITER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// Longest silence while a request body arrives (`/create`, `/bulk`): 408, and the connection is closed.
+    /// The longest a `/create` body may take after its head, and the
+    /// longest silence in a streaming `/bulk` body: 408, and the connection is closed.
     #[arg(long, env = "HEAVYREAD_WRITER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 

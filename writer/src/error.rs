@@ -50,6 +50,13 @@ pub enum ApiError {
         /// The silence allowed.
         after: std::time::Duration,
     },
+    /// 408: a `/create` body was not complete within `--body-timeout` of
+    /// its head, however steadily it trickled; the connection is closed
+    /// after this answer.
+    BodyLate {
+        /// The time allowed for the whole body.
+        within: std::time::Duration,
+    },
     /// 413: the body exceeds the configured limit.
     TooLarge {
         /// The limit in bytes.
@@ -86,7 +93,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTimeout { .. } | ApiError::BodyLate { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,6 +118,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method not allowed".into(),
             ApiError::BodyTimeout { after } => {
                 format!("request body stalled: nothing received for {after:?}")
+            }
+            ApiError::BodyLate { within } => {
+                format!("request body not complete within {within:?}")
             }
             ApiError::TooLarge { limit } => format!("request body exceeds {limit} bytes"),
             ApiError::UnsupportedMediaType { expected } => {
@@ -143,7 +153,7 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             // The rest of the body may still come: the connection cannot be reused.
-            ApiError::BodyTimeout { .. } => {
+            ApiError::BodyTimeout { .. } | ApiError::BodyLate { .. } => {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

@@ -150,13 +150,15 @@ pub(crate) async fn next_chunk(
 
 /// Reads a whole body of at most `limit` bytes; 413 as soon as it is known to
 /// be larger (from Content-Length, before reading anything), 408 when the
-/// client stops sending for `stall`.
+/// whole body has not arrived `within` this long: a client that trickles a
+/// byte now and then, never silent for long, would otherwise hold its
+/// connection and handler for as long as it likes.
 pub(crate) async fn read_body(
     body: Body,
     version: Version,
     headers: &HeaderMap,
     limit: usize,
-    stall: Duration,
+    within: Duration,
 ) -> Result<Bytes, ApiError> {
     let too_large = ApiError::TooLarge {
         limit: limit as u64,
@@ -165,11 +167,18 @@ pub(crate) async fn read_body(
         refuse_body(body, version, headers).await;
         return Err(too_large);
     }
+    let deadline = tokio::time::Instant::now() + within;
     let mut stream = body.into_data_stream();
     // Most bodies arrive in one chunk: keep it without copying.
     let mut single: Option<Bytes> = None;
     let mut buf = BytesMut::new();
-    while let Some(chunk) = next_chunk(&mut stream, stall).await? {
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) => return Err(unreadable(e)),
+            Ok(None) => break,
+            Err(_) => return Err(ApiError::BodyLate { within }),
+        };
         let have = single.as_ref().map_or(0, Bytes::len) + buf.len();
         if have + chunk.len() > limit {
             drain(stream).await;

@@ -1149,7 +1149,7 @@ fn closed_by_server(conns: &[TcpStream]) -> usize {
 fn a_thousand_slowloris_connections_do_not_stop_good_requests() {
     let _serial = serial();
     raise_nofile();
-    // The default timeouts (10 s for a head, 30 s of silence in a body) are
+    // The default timeouts (10 s for a head, 30 s for a /create body) are
     // longer than this attack: it shows the writer holding 1,000 slow clients
     // at once without hurting good ones.
     let f = Fixture::start();
@@ -1249,8 +1249,7 @@ fn stalled_bodies_get_408_after_the_body_timeout() {
         })
         .collect();
     let served_before = good.served.load(Ordering::Relaxed);
-    let expected =
-        format!("{{\"error\":\"request body stalled: nothing received for {BODY_TIMEOUT:?}\"}}");
+    let expected = format!("{{\"error\":\"request body not complete within {BODY_TIMEOUT:?}\"}}");
     for s in &mut stalled {
         let out = read_to_close(s);
         let waited = sent.elapsed();
@@ -1275,6 +1274,54 @@ fn stalled_bodies_get_408_after_the_body_timeout() {
     assert!(served >= 10, "only {served} good requests during the stall");
     let writes = good.finish(10);
     f.assert_unharmed(writes);
+}
+
+/// A `/create` body that trickles in, never silent for a whole body
+/// timeout, is still cut once the body timeout has passed since its head:
+/// a slow client cannot hold a handler for as long as it likes.
+#[test]
+fn a_trickled_create_body_gets_408_once_the_body_timeout_has_passed() {
+    let _serial = serial();
+    let f = Fixture::start_with(|c| c.body_timeout = BODY_TIMEOUT);
+    let body = post("trickled", "t", "c", "a");
+    let head = create_head(&format!("Content-Length: {}\r\n", body.len()));
+    let mut s = TcpStream::connect(f.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let sent = Instant::now();
+    // One byte every 100 ms: the whole body would take several seconds.
+    let mut w = s.try_clone().unwrap();
+    let bytes = body.into_bytes();
+    let trickle = std::thread::spawn(move || {
+        for b in bytes {
+            if w.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let out = read_to_close(&mut s);
+    let waited = sent.elapsed();
+    assert!(
+        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    let answers = split_answers(&out);
+    assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
+    let a = answers[0];
+    assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
+    assert_eq!(header(a, "connection").as_deref(), Some("close"));
+    assert_eq!(
+        body_of(a),
+        format!("{{\"error\":\"request body not complete within {BODY_TIMEOUT:?}\"}}").as_bytes()
+    );
+    drop(s);
+    trickle.join().unwrap();
+    let now = snapshot(&f.env.redis, "hr");
+    assert!(
+        !now.posts.contains_key(b"trickled".as_slice()),
+        "the trickled post was stored"
+    );
 }
 
 #[test]

@@ -172,3 +172,50 @@ async fn a_newer_library_is_left_in_place_and_an_older_one_is_replaced() {
     }
     wait_status(&env, "/ready", 200).await;
 }
+
+/// A `/bulk` whose Redis goes away while the client is still sending gets
+/// its 503 report, not a reset: the handler stops reading at the failure,
+/// and the rest of the body is left to hyper, which reads on while it
+/// answers (a socket closed with the client's data unread would reset the
+/// connection, and the client would see no answer at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_cut_short_by_redis_still_gets_its_answer_while_the_body_is_sent() {
+    let mut env = Env::start_with(|c| c.bulk_chunk = 1).await;
+    env.redis.kill();
+    let addr = env.addr();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let lines: String = (0..20_000)
+            .map(|i| post(&format!("cut-{i}"), "t", "c", "a") + "\n")
+            .collect();
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            let head = format!(
+                "POST /bulk HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                lines.len()
+            );
+            // The body goes out whatever the writer answers meanwhile.
+            let _ = w.write_all(head.as_bytes());
+            let _ = w.write_all(lines.as_bytes());
+        });
+        let mut out = Vec::new();
+        let read = s.read_to_end(&mut out);
+        sender.join().unwrap();
+        (read.map_err(|e| e.to_string()), out)
+    })
+    .await
+    .unwrap();
+    let (read, out) = out;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        read.is_ok(),
+        "the connection was reset: {read:?} after {text:?}"
+    );
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).expect("a JSON report");
+    assert_eq!(report["error"], "redis unavailable");
+    assert_eq!(report["applied"], 0);
+}
