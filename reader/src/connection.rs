@@ -83,7 +83,14 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
     let start = Instant::now();
     // When the request head being received must be complete.
     let mut head_deadline = start + config.header_timeout;
-    state.arm(Phase::Idle, start + config.idle_timeout);
+    // A connection that has sent nothing yet waits no longer than a head
+    // may take (and is closed without an answer, as an idle one is): a
+    // client opening connections it never uses would otherwise hold them,
+    // and the per-core cap, for the idle timeout.
+    state.arm(
+        Phase::Idle,
+        start + config.idle_timeout.min(config.header_timeout),
+    );
     loop {
         if filled == 0 && core.draining.get() {
             return;
@@ -139,6 +146,9 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
         let mut pos = 0;
         let mut answered = 0u64;
         let mut fill_done: Option<Filled> = None;
+        // Whether `t0` is still a recent reading of the clock: a flush or a
+        // fill may have waited since.
+        let mut t0_recent = true;
         let close = loop {
             let b = process(core, &input[pos..filled], &mut out, &mut fill_done);
             pos += b.consumed;
@@ -153,6 +163,7 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
                     out.clear();
                 }
                 fill_done = Some(wait_fill(core, state, wait).await);
+                t0_recent = false;
                 continue;
             }
             if b.close || !b.more {
@@ -164,9 +175,12 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
                 return;
             }
             out.clear();
+            t0_recent = false;
         };
-        // The batch's clock reading serves as the write's: answering took microseconds.
-        if !out.is_empty() && !write(core, socket, state, &out, t0).await {
+        // The batch's clock reading serves as the write's when answering
+        // took microseconds; after a flush or a fill it may be long past.
+        let now = if t0_recent { t0 } else { Instant::now() };
+        if !out.is_empty() && !write(core, socket, state, &out, now).await {
             core.put_out(out);
             return;
         }
@@ -230,8 +244,10 @@ async fn wait_fill(core: &Core, state: &ConnState, wait: FillWait) -> Filled {
     Filled { id, outcome }
 }
 
-/// Writes `out`; false when the connection is gone (or timed out writing
-/// within `--write-timeout` of `now`, a recent reading of the clock).
+/// Writes `out`; false when the connection is gone, or took none of it for
+/// `--write-timeout` (counted from `now`, a recent reading of the clock,
+/// and again from each partial write: a client that keeps reading, however
+/// slowly, is not cut).
 async fn write(
     core: &Core,
     socket: &Socket<'_>,
@@ -239,17 +255,27 @@ async fn write(
     out: &[u8],
     now: Instant,
 ) -> bool {
-    state.arm(Phase::Writing, now + core.shared.config.write_timeout);
-    match socket.write_all(out).await {
-        Ok(()) => {
-            core.metrics().sent(out.len() as u64);
-            true
-        }
-        Err(_) => {
-            if state.expired.take() == Some(Phase::Writing) {
-                core.metrics().timed_out(Timeout::Write);
+    let timeout = core.shared.config.write_timeout;
+    state.arm(Phase::Writing, now + timeout);
+    let mut rest = out;
+    loop {
+        match socket.write(rest).await {
+            Ok(n) if n > 0 => {
+                rest = &rest[n..];
+                if rest.is_empty() {
+                    core.metrics().sent(out.len() as u64);
+                    return true;
+                }
+                // The socket took part of it: the client is reading.
+                state.arm(Phase::Writing, Instant::now() + timeout);
             }
-            false
+            _ => {
+                if state.expired.take() == Some(Phase::Writing) {
+                    core.metrics().timed_out(Timeout::Write);
+                }
+                core.metrics().sent((out.len() - rest.len()) as u64);
+                return false;
+            }
         }
     }
 }

@@ -51,6 +51,12 @@ const MAX_POOLED_OUT_BYTES: usize = 16 << 20;
 const OUT_CAPACITY: usize = 16 << 10;
 /// Buffers kept per pool.
 const MAX_POOLED: usize = 1024;
+/// How long a connection refused over the cap may take its answer, and
+/// then reads what its client still sends before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Refused connections lingering at once per core; beyond it they are
+/// closed right after their answer.
+const MAX_LINGERING_REFUSALS: usize = 256;
 
 /// What a connection is doing, for its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +134,9 @@ pub struct Core {
     /// Readiness of this executor's connections.
     pub poller: Poller,
     conns: RefCell<Registry>,
+    /// Connections refused over the cap that are still reading what their
+    /// client sends before closing.
+    lingering_refusals: Cell<usize>,
     in_pool: RefCell<Vec<Box<[u8]>>>,
     out_pool: RefCell<OutPool>,
 }
@@ -192,6 +201,7 @@ impl Core {
             page: RefCell::new(String::new()),
             poller: Poller::new()?,
             conns: RefCell::new(Registry::default()),
+            lingering_refusals: Cell::new(0),
             in_pool: RefCell::new(Vec::new()),
             out_pool: RefCell::new(OutPool::default()),
             shared,
@@ -297,7 +307,9 @@ impl Core {
     fn wake_idle(&self) {
         let r = self.conns.borrow();
         for c in r.slots.iter().flatten() {
-            if matches!(c.phase.get(), Phase::Idle | Phase::Linger) {
+            // A lingering connection ends by itself within its short
+            // deadline; cutting its reads would reset it.
+            if c.phase.get() == Phase::Idle {
                 c.deadline.set(None);
                 sys::shutdown(c.fd, Shut::Read);
             }
@@ -420,11 +432,32 @@ async fn refuse(core: Rc<Core>, mut stream: TcpStream) {
         br#"{"error":"too many connections"}"#,
         false,
     );
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    if stream.write_all(&out).await.is_ok() {
-        core.metrics().sent(out.len() as u64);
+    let _ = stream.set_write_timeout(Some(REFUSAL_LINGER));
+    if stream.write_all(&out).await.is_err() {
+        return;
     }
+    core.metrics().sent(out.len() as u64);
     let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    // Closing with the client's request unread would reset the connection,
+    // and a client still sending could lose the answer: read and drop what
+    // comes for a short while. Bounded in time, and in how many refused
+    // connections linger at once (a flood of them is closed at once).
+    if core.lingering_refusals.get() >= MAX_LINGERING_REFUSALS {
+        return;
+    }
+    core.lingering_refusals
+        .set(core.lingering_refusals.get() + 1);
+    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
+    let end = Instant::now() + REFUSAL_LINGER;
+    let mut scratch = [0u8; 4096];
+    while Instant::now() < end {
+        match futures_lite::AsyncReadExt::read(&mut stream, &mut scratch).await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    core.lingering_refusals
+        .set(core.lingering_refusals.get() - 1);
 }
 
 /// Binds this executor's listener (SO_REUSEPORT, set by glommio).

@@ -26,7 +26,9 @@ pub enum Route {
     Metrics,
     /// Any other path.
     NotFound,
-    /// Refused before routing (bad syntax, limits, method, timeouts, connection cap).
+    /// Refused before routing (bad syntax, limits, method, timeouts). A
+    /// connection refused over the cap is counted in
+    /// `connections_rejected_total` only.
     Invalid,
 }
 

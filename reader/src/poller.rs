@@ -235,7 +235,14 @@ impl Socket<'_> {
         Poll::Pending
     }
 
+    /// Writes what the socket takes of `buf` (at least one byte), waiting
+    /// for room when the socket buffer is full.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_write(cx, buf)).await
+    }
+
     /// Writes all of `buf`, waiting for room when the socket buffer is full.
+    #[cfg(test)]
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             let n = poll_fn(|cx| self.poll_write(cx, buf)).await?;

@@ -117,7 +117,7 @@ fn a_bounded_reader_serves_100_mb_through_a_10_mb_budget() {
     assert_eq!(metric(&page, "heavyread_reader_fill_errors_total"), 0);
     // The hot set mostly stayed in memory.
     assert!(hits > 15_000, "{hits} hits for 20,000 reads of 200 hot ids");
-    promtool_check(&page);
+    assert_eq!(promtool_check(&page), "", "promtool on\n{page}");
     #[allow(clippy::print_stderr)] // The test's measurement, for the person running it.
     {
         eprintln!(

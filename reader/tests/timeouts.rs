@@ -230,3 +230,141 @@ fn a_refused_connection_ends_cleanly_after_its_503() {
         assert_eq!(status_of(&out), 503, "round {round}");
     }
 }
+
+/// A connection that never sends a byte is closed, without an answer,
+/// once a head would have had to arrive: it does not hold a slot of the
+/// per-core cap for the whole idle timeout.
+#[test]
+fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let f = Fixture::start(|c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_secs(10);
+    });
+    let mut s = connect(f.addr());
+    let started = Instant::now();
+    let resp = read_to_close(&mut s);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    assert!(resp.is_empty(), "{:?}", String::from_utf8_lossy(&resp));
+    let page = f.reader.render_metrics();
+    assert!(
+        page.contains("heavyread_reader_connection_timeouts_total{phase=\"idle\"} 1"),
+        "{page}"
+    );
+}
+
+/// The write timeout cuts a client that takes no answer bytes for that
+/// long, not one that reads steadily but slowly: two pipelined answers of
+/// 12 MiB, read through a small receive buffer at a few MB/s, each take
+/// longer than the write timeout, and both arrive. (The kernel reports a
+/// socket writable again only once about half of what it holds has gone,
+/// so the reader sees progress in steps of up to 2 MiB here: the timeout
+/// must exceed such a step.)
+#[test]
+fn a_client_that_reads_slowly_but_steadily_gets_every_answer() {
+    use std::os::fd::AsRawFd;
+    let f = Fixture::start(|c| {
+        c.write_timeout = Duration::from_secs(2);
+        c.idle_timeout = Duration::from_secs(30);
+    });
+    let body = format!(
+        "{{\"id\":\"big\",\"content\":\"{}\"}}",
+        "x".repeat(12 << 20)
+    );
+    f.put("big", &body);
+    let mut s = connect(f.addr());
+    // A small receive buffer, so the reader's writes wait on this client.
+    let size: libc::c_int = 64 << 10;
+    // SAFETY: a valid socket, and a pointer to an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+    let mut requests = b"GET /post?id=big HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    requests
+        .extend_from_slice(b"GET /post?id=big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    s.write_all(&requests).unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("{e} after {} bytes in {:?}", out.len(), started.elapsed()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    let answers = out
+        .windows(b"HTTP/1.1 200 OK\r\n".len())
+        .filter(|w| *w == b"HTTP/1.1 200 OK\r\n")
+        .count();
+    assert_eq!(answers, 2, "{} bytes in {took:?}", out.len());
+    assert!(
+        out.len() > 2 * body.len(),
+        "{} bytes in {took:?}",
+        out.len()
+    );
+    assert!(
+        took > Duration::from_secs(4),
+        "read in {took:?}: an answer took less than the write timeout, so this showed nothing"
+    );
+}
+
+/// A connection over the cap whose client is still sending when the 503
+/// goes out gets the 503 and a clean end of file, not a reset: the reader
+/// reads and drops what comes for a short while before it closes.
+#[test]
+fn a_refused_client_still_sending_gets_its_503_and_a_clean_end() {
+    let f = Fixture::start(|c| {
+        c.max_connections_per_core = 1;
+        c.idle_timeout = Duration::from_secs(10);
+    });
+    let mut held = connect(f.addr());
+    held.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(status_of(&read_response(&mut held, false)), 200);
+    for round in 0..3 {
+        let mut s = connect(f.addr());
+        let mut w = s.try_clone().unwrap();
+        // Requests for a while after the 503 has gone out.
+        let sender = std::thread::spawn(move || {
+            let burst = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n".repeat(100);
+            for _ in 0..20 {
+                if w.write_all(&burst).is_err() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            true
+        });
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        let sent_all = sender.join().unwrap();
+        assert!(
+            end.is_ok() && sent_all,
+            "round {round}: {end:?}, every burst sent: {sent_all}, after {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(status_of(&out), 503, "round {round}");
+    }
+}
