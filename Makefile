@@ -10,7 +10,7 @@ help:
 	@echo "make demo   run a local stack (redis, writer, readers)"
 	@echo "make test   install what is missing, then lint and run all tests"
 	@echo "make demo-up / demo-down   the local stack in the background / stopped"
-	@echo "make start  the docker-compose stack; stop, health, test-write, logs, scale N=5, compose-bench"
+	@echo "make start [N=3]  the docker-compose stack with N readers; stop, health, test-write, logs, scale N=5, compose-bench"
 
 # One package per invocation: built together with the writer, cargo would
 # unify features and link tokio into the reader, which must not have it.
@@ -64,14 +64,22 @@ demo-down demo-stop:
 
 # The docker-compose stack (ops/docker-compose.yml): gateway :9080, writer
 # :8080, reader-direct :8081, Prometheus :9090, Grafana :3000 (admin/admin).
+# N readers (3 by default) behind the gateway, for `start` and `scale` alike.
 COMPOSE ?= docker compose
 DC = $(COMPOSE) -f ops/docker-compose.yml
 N ?= 3
 SERVICE ?=
 
 .PHONY: start stop health test-write logs scale compose-bench
+# The gateway's node list and Prometheus's reader targets are rewritten for
+# the N it starts (after a `make scale N=5`, a plain `make start` is back to
+# 3 readers, and so are both lists): after the build, which can take
+# minutes, and just before `up`, so neither lists a replica for long before
+# it runs, nor keeps routing to one `up` is about to remove.
 start:
-	$(DC) up -d --build
+	$(DC) build
+	@ops/scale.sh --files $(N)
+	$(DC) up -d --scale reader=$(N)
 	@echo "gateway http://127.0.0.1:9080/post?id=...  writer :8080  grafana http://127.0.0.1:3000 (admin/admin)"
 
 stop:
@@ -86,7 +94,8 @@ test-write:
 logs:
 	$(DC) logs -f --tail=100 $(SERVICE)
 
-# make scale N=5: N reader replicas, and the gateway's node list rewritten to match.
+# make scale N=5: N reader replicas, and the gateway's node list and
+# Prometheus's reader targets rewritten to match.
 scale:
 	@ops/scale.sh $(N)
 

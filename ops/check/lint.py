@@ -2,6 +2,7 @@
 
   lint.py compose COMPOSE.json   the normalized compose model (`config --format json`)
   lint.py apisix                 ops/apisix/{config,apisix}.yaml and `make scale` rendering
+  lint.py prometheus             the compose scrape config's reader targets and `make scale` rendering
   lint.py grafana                dashboards and provisioning
   lint.py seccomp                the reader's seccomp profile
   lint.py systemd                the units' settings (syntax is systemd-analyze's job)
@@ -61,6 +62,11 @@ def compose(path):
     need(env.get("GF_SECURITY_ADMIN_USER") == "admin" and env.get("GF_SECURITY_ADMIN_PASSWORD") == "admin",
          "grafana is not admin/admin")
     need(s["apisix"].get("environment", {}).get("APISIX_STAND_ALONE") == "true", "apisix not stand-alone")
+    # ops/scale.sh replaces readers.json by a rename: only a folder mount sees the new file.
+    mounts = {v.get("target"): v for v in s["prometheus"].get("volumes") or [] if v.get("type") == "bind"}
+    tgt = mounts.get("/etc/prometheus/targets")
+    need(tgt and Path(tgt["source"]) == OPS / "prometheus/targets",
+         "prometheus does not mount the ops/prometheus/targets folder at /etc/prometheus/targets")
 
     for name in ("reader", "reader-direct"):
         r = s[name]
@@ -92,7 +98,7 @@ def compose(path):
          "Dockerfile is not multi-stage")
     need(re.search(r"^USER (?!root|0\b)", df, re.M), "Dockerfile runtime user is root")
     need("slim" in df, "Dockerfile does not use a slim base")
-    print("compose: services, ports, replicas, memlock, seccomp, AOF, Dockerfile: ok")
+    print("compose: services, ports, replicas, memlock, seccomp, AOF, Prometheus targets mount, Dockerfile: ok")
 
 
 # --- apisix ---------------------------------------------------------------
@@ -154,6 +160,51 @@ def apisix():
     check_routes(five, "apisix.yaml for N=5", nodes=5)
     print("apisix: stand-alone yaml provider, #END, only GET/HEAD /post, roundrobin, retries, "
           "active /ready + passive checks, request-id, prometheus on 9091, scale rendering: ok")
+
+
+# --- prometheus -----------------------------------------------------------
+
+def reader_targets(text, where, n):
+    want = [f"heavyread-reader-{i}:8081" for i in range(1, n + 1)]
+    groups = json.loads(text)
+    got = [t for g in groups for t in g.get("targets") or []]
+    need(got == want, f"{where}: targets {got}, want {want}")
+
+
+def prometheus():
+    cfg = yaml.safe_load((OPS / "prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    need({"reader", "reader-direct", "writer", "apisix", "prometheus"} <= set(jobs), f"jobs {sorted(jobs)}")
+    # Docker DNS drops a dead container: a discovered replica would vanish
+    # instead of showing up == 0, so no reader job may be discovered that way.
+    for name, j in jobs.items():
+        need(not j.get("dns_sd_configs"), f"prometheus.yml: job {name} uses DNS discovery")
+    sd = jobs["reader"].get("file_sd_configs") or []
+    need(len(sd) == 1 and sd[0].get("files") == ["targets/readers.json"],
+         f"prometheus.yml: job reader does not read targets/readers.json: {sd}")
+    need(not jobs["reader"].get("static_configs"), "prometheus.yml: job reader has static targets besides the file")
+
+    path = OPS / "prometheus/targets/readers.json"
+    reader_targets(path.read_text(), "readers.json", 3)
+    scale = OPS / "scale.sh"
+    three = subprocess.run([str(scale), "--render-targets", "3"], capture_output=True, text=True, check=True).stdout
+    need(three == path.read_text(), "readers.json is not what `make scale N=3` writes (run it, or fix the file)")
+    for n in (1, 5):
+        out = subprocess.run([str(scale), "--render-targets", str(n)], capture_output=True, text=True, check=True).stdout
+        reader_targets(out, f"readers.json for N={n}", n)
+        routes = subprocess.run([str(scale), "--render", str(n)], capture_output=True, text=True, check=True).stdout
+        nodes = [u["nodes"] for u in yaml.safe_load(routes)["upstreams"]][0]
+        need([f"{x['host']}:{x['port']}" for x in nodes] == [t for g in json.loads(out) for t in g["targets"]],
+             f"N={n}: the gateway's nodes and Prometheus's reader targets differ")
+
+    # Only the gateway's readers count for "no reader is up".
+    rules = yaml.safe_load((OPS / "prometheus/rules/heavyread.yml").read_text())
+    alerts = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    expr = alerts.get("HeavyreadNoReaderUp", "")
+    need('job="reader"' in expr and "reader-direct" not in expr,
+         f"HeavyreadNoReaderUp must count only the gateway's readers (job=\"reader\"): {expr}")
+    print("prometheus: reader job from targets/readers.json (no DNS discovery), readers.json is the N=3 rendering, "
+          "nodes and targets agree for N=1, 3, 5, NoReaderUp counts the gateway's readers only: ok")
 
 
 # --- grafana --------------------------------------------------------------
@@ -311,7 +362,7 @@ def metrics(reader, writer):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     try:
-        {"compose": compose, "apisix": apisix, "grafana": grafana, "seccomp": seccomp,
+        {"compose": compose, "apisix": apisix, "prometheus": prometheus, "grafana": grafana, "seccomp": seccomp,
          "systemd": systemd, "metrics": metrics}[cmd](*args)
     except Fail as e:
         print(f"{cmd}: {e}", file=sys.stderr)
