@@ -213,3 +213,49 @@ async fn a_rejected_batch_writes_and_publishes_nothing() {
     assert_eq!(written(&mut con, &keys), tampered);
     assert!(silent(&mut sub), "a rejected batch published something");
 }
+
+/// `heavyread_put` and `heavyread_delete` trim the log with each XADD, and
+/// `heavyread_put_many` once per call, to about the log's max length: it
+/// never grows without bound, and keeps at least that many entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_writes_and_put_many_keep_the_log_near_its_max_length() {
+    const MAXLEN: u64 = 100;
+    let redis = RedisServer::start_with(false, &[]);
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", MAXLEN).await;
+    let mut con = redis.connection();
+    let xlen = |con: &mut redis::Connection| -> u64 {
+        redis::cmd("XLEN").arg(&keys.log).query(con).unwrap()
+    };
+    for i in 0..1500u64 {
+        p.put(&format!("t{}", i % 300), &body("t", i))
+            .await
+            .unwrap();
+    }
+    for i in 0..300u64 {
+        assert!(p.delete(&format!("t{i}")).await.unwrap().is_some());
+    }
+    assert_eq!(written(&mut con, &keys).version, Some(1800));
+    // MAXLEN ~ drops only whole stream nodes (up to 100 entries each).
+    let n = xlen(&mut con);
+    assert!(
+        (MAXLEN..3 * MAXLEN).contains(&n),
+        "{n} log entries after 1,800 single writes"
+    );
+
+    for call in 0..20u64 {
+        let ids: Vec<String> = (0..50).map(|i| format!("m{call}-{i}")).collect();
+        let stamps: Vec<u64> = (0..50).map(|i| call * 50 + i + 1).collect();
+        let tpls = templates(&ids, &stamps);
+        let args: Vec<&[u8]> = tpls.iter().map(Vec::as_slice).collect();
+        let _: u64 = fcall(&keys, "heavyread_put_many", MAXLEN, &args)
+            .query(&mut con)
+            .unwrap();
+    }
+    assert_eq!(written(&mut con, &keys).version, Some(2800));
+    let n = xlen(&mut con);
+    assert!(
+        (MAXLEN..3 * MAXLEN).contains(&n),
+        "{n} log entries after 1,000 posts through put_many"
+    );
+}

@@ -699,3 +699,38 @@ async fn a_log_entry_this_reader_cannot_read_leads_to_a_full_resync_not_a_loop()
     );
     assert!(sub.status().snapshot().connected);
 }
+
+/// A Redis that stops answering without closing anything (as behind a cut
+/// network) shows only in the idle subscription's ping: it times out, the
+/// session ends, and once Redis answers again the reader reconnects and
+/// follows the writes made since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_is_noticed_by_the_ping_and_followed_again_once_it_answers() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 1000).await;
+    p.put("s0", &body("s", 0)).await.unwrap();
+    let sub = spawn(sync_config(&redis, "hr"));
+    wait_bootstrapped(&sub);
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert_eq!(counter(&sub, |c| &c.ping_timeouts), 0);
+
+    redis.pause();
+    // Idle for the ping interval (200 ms), then no answer within the ping
+    // timeout (800 ms).
+    wait_for("a ping timeout", LIMIT, || {
+        counter(&sub, |c| &c.ping_timeouts) >= 1
+    });
+    wait_for("disconnected status", LIMIT, || {
+        !sub.status().snapshot().connected
+    });
+    assert!(
+        !sub.status().is_ready(Duration::from_millis(500)),
+        "ready while Redis was silent"
+    );
+    redis.resume();
+    wait_for("reconnected", LIMIT, || sub.status().snapshot().connected);
+    put_retry(&p, "s1", &body("s", 1)).await;
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    assert!(counter(&sub, |c| &c.reconnects) >= 1);
+}
