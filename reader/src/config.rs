@@ -92,11 +92,13 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_HEADER_TIMEOUT", default_value = DEFAULT_HEADER_TIMEOUT, value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// A kept-alive connection with no request for this long is closed.
+    /// A kept-alive connection with no request for this long is closed (a
+    /// new connection that has sent nothing, after `--header-timeout` if
+    /// that is shorter).
     #[arg(long, env = "HEAVYREAD_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// A client that does not take a response within this long is disconnected.
+    /// A client that takes no bytes of its answers for this long is disconnected.
     #[arg(long, env = "HEAVYREAD_WRITE_TIMEOUT", default_value = DEFAULT_WRITE_TIMEOUT, value_parser = parse_duration)]
     pub write_timeout: Duration,
 
