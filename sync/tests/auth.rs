@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -470,17 +471,30 @@ fn a_reader_user_without_the_channel_permission_is_never_ready() {
         writer,
     )
     .expect("spawn");
-    std::thread::sleep(Duration::from_secs(2));
-    let w = rt.block_on(p.put("a", b"{\"v\":2}")).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    let g = sub.store().guard();
-    let applied = sub.store().get("a", &g).map(|e| e.version());
-    let ready = sub.status().is_ready(Duration::from_secs(5));
-    assert!(
-        !ready || applied == Some(w.version),
-        "ready while serving version {applied:?} of a (Redis has {}): no subscription",
-        w.version
-    );
+    // The subscription is refused, and refused again on each retry; the
+    // reader is not ready at any point meanwhile.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            !sub.status().is_ready(Duration::from_secs(5)),
+            "ready without a subscription: {:?}",
+            sub.status().snapshot()
+        );
+        let reconnects = sub.status().counters.reconnects.load(Ordering::Relaxed);
+        if reconnects >= 2 && logged().contains("NoPerm") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{reconnects} reconnects in 20 s; log:\n{}",
+            logged()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = rt.block_on(p.put("a", b"{\"v\":2}")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!sub.status().is_ready(Duration::from_secs(5)));
+    sub.shutdown();
 }
 
 /// A CA and a server certificate for 127.0.0.1, made with the openssl CLI.
