@@ -64,14 +64,30 @@ impl<T> WriteDeadline<T> {
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 self.stalled = false;
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client took no answer bytes within the write timeout",
-                )))
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, WriteTimedOut)))
             }
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// The error of a write that made no progress within the write timeout,
+/// told apart from a `TimedOut` of the socket itself (a kernel's
+/// retransmission or keep-alive timeout, on a read as well).
+#[derive(Debug)]
+pub(crate) struct WriteTimedOut;
+
+impl std::fmt::Display for WriteTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client took no answer bytes within the write timeout")
+    }
+}
+
+impl std::error::Error for WriteTimedOut {}
+
+/// Whether `e` is [`WriteDeadline`]'s timeout.
+pub(crate) fn is_write_deadline(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<WriteTimedOut>())
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
@@ -133,6 +149,21 @@ mod tests {
     ) {
         let (a, b) = tokio::io::duplex(cap);
         (WriteDeadline::new(a, timeout), b)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_deadline_s_own_timeout_counts_as_one() {
+        let (mut w, _reader) = pipe(8, Duration::from_secs(5));
+        let e = w.write_all(&[0u8; 64]).await.unwrap_err();
+        assert!(is_write_deadline(&e), "{e:?}");
+        // The socket's own timeouts (and any other error) are not.
+        assert!(!is_write_deadline(&io::Error::from(
+            io::ErrorKind::TimedOut
+        )));
+        assert!(!is_write_deadline(&io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection timed out"
+        )));
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,7 +35,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{debug, error, info, warn};
 
-use crate::deadline::WriteDeadline;
+use crate::deadline::{is_write_deadline, WriteDeadline};
 use crate::metrics::Metrics;
 use crate::Config;
 
@@ -146,9 +146,7 @@ async fn connection(
 fn is_write_timeout(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
-        if e.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
-        {
+        if e.downcast_ref::<io::Error>().is_some_and(is_write_deadline) {
             return true;
         }
         source = e.source();
