@@ -76,6 +76,8 @@ write_lists() {
     # Same folder, hidden name: the rename is atomic and Prometheus never
     # reads a half-written file (it only reads readers.json).
     tmp=$(mktemp "$(dirname "$targets")/.readers.json.XXXXXX")
+    # An interrupted run leaves no hidden file in the repository.
+    trap 'rm -f "$tmp"' EXIT
     render_targets "$n" >"$tmp"
     chmod 644 "$tmp"
     mv -f "$tmp" "$targets"

@@ -87,10 +87,11 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
     // may take (and is closed without an answer, as an idle one is): a
     // client opening connections it never uses would otherwise hold them,
     // and the per-core cap, for the idle timeout.
-    state.arm(
-        Phase::Idle,
-        start + config.idle_timeout.min(config.header_timeout),
-    );
+    let first_deadline = start + config.idle_timeout.min(config.header_timeout);
+    // Whether a request has been answered: until then the connection only
+    // waits until `first_deadline`, whatever stray empty lines it sends.
+    let mut served = false;
+    state.arm(Phase::Idle, first_deadline);
     loop {
         if filled == 0 && core.draining.get() {
             return;
@@ -187,6 +188,7 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
         core.put_out(out);
         let t1 = Instant::now();
         if answered > 0 {
+            served = true;
             core.metrics()
                 .latency(answered, (t1 - t0).as_nanos() as u64);
         }
@@ -210,7 +212,12 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
         input.copy_within(pos..filled, 0);
         filled -= pos;
         if filled == 0 {
-            state.arm(Phase::Idle, t1 + config.idle_timeout);
+            let idle_until = if served {
+                t1 + config.idle_timeout
+            } else {
+                first_deadline
+            };
+            state.arm(Phase::Idle, idle_until);
         } else {
             if pos > 0 {
                 // The rest is the start of the next request: its head clock starts now.

@@ -55,8 +55,11 @@ const MAX_POOLED: usize = 1024;
 /// then reads what its client still sends before it is closed.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Refused connections lingering at once per core; beyond it they are
-/// closed right after their answer.
-const MAX_LINGERING_REFUSALS: usize = 256;
+/// closed right after their answer. Their descriptors are outside the cap
+/// (the process's file limit allows for them).
+pub const MAX_LINGERING_REFUSALS: usize = 256;
+/// Bytes a lingering refused connection reads at most.
+const REFUSAL_DRAIN_BYTES: usize = 64 << 10;
 
 /// What a connection is doing, for its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,14 +450,21 @@ async fn refuse(core: Rc<Core>, mut stream: TcpStream) {
     }
     core.lingering_refusals
         .set(core.lingering_refusals.get() + 1);
-    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
     let end = Instant::now() + REFUSAL_LINGER;
     let mut scratch = [0u8; 4096];
-    while Instant::now() < end {
+    let mut drained = 0usize;
+    while drained < REFUSAL_DRAIN_BYTES {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match futures_lite::AsyncReadExt::read(&mut stream, &mut scratch).await {
-            Ok(n) if n > 0 => {}
+            Ok(n) if n > 0 => drained += n,
             _ => break,
         }
+        // A read that finds data ready completes without yielding: let the
+        // executor's other work run between them.
+        glommio::yield_if_needed().await;
     }
     core.lingering_refusals
         .set(core.lingering_refusals.get() - 1);

@@ -175,8 +175,12 @@ pub fn start(config: Config) -> Result<ReaderHandle, Error> {
     limits::check_io_uring()?;
     let cpus = cpus::select(config.cores)?;
     limits::ensure_memlock(cpus.len(), config.io_memory)?;
+    // Each core's connections, the refused ones still lingering, and the
+    // rest of the process (Redis connections, the listeners, files).
     limits::raise_nofile(
-        (cpus.len() as u64).saturating_mul(config.max_connections_per_core as u64) + 256,
+        (cpus.len() as u64).saturating_mul(
+            config.max_connections_per_core as u64 + crate::executor::MAX_LINGERING_REFUSALS as u64,
+        ) + 256,
     );
 
     let (store, writer) = Store::with_budget(config.max_memory);

@@ -264,27 +264,58 @@ fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     );
 }
 
-/// The write timeout cuts a client that takes no answer bytes for that
-/// long, not one that reads steadily but slowly: two pipelined answers of
-/// 12 MiB, read through a small receive buffer at a few MB/s, each take
-/// longer than the write timeout, and both arrive. (The kernel reports a
-/// socket writable again only once about half of what it holds has gone,
-/// so the reader sees progress in steps of up to 2 MiB here: the timeout
-/// must exceed such a step.)
+/// Stray empty lines are no request: a connection that sends only those
+/// is closed when a head would have had to arrive, as one that sends
+/// nothing is, however often they come.
 #[test]
-fn a_client_that_reads_slowly_but_steadily_gets_every_answer() {
-    use std::os::fd::AsRawFd;
+fn a_connection_that_sends_only_empty_lines_is_closed_after_the_header_timeout() {
     let f = Fixture::start(|c| {
-        c.write_timeout = Duration::from_secs(2);
-        c.idle_timeout = Duration::from_secs(30);
+        c.header_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_secs(10);
     });
-    let body = format!(
-        "{{\"id\":\"big\",\"content\":\"{}\"}}",
-        "x".repeat(12 << 20)
-    );
-    f.put("big", &body);
     let mut s = connect(f.addr());
-    // A small receive buffer, so the reader's writes wait on this client.
+    let started = Instant::now();
+    let mut w = s.try_clone().unwrap();
+    let crlf = std::thread::spawn(move || {
+        for _ in 0..60 {
+            if w.write_all(b"\r\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let resp = read_to_close(&mut s);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(2500),
+        "closed after {took:?} (the empty lines went on for 3 s)"
+    );
+    assert!(resp.is_empty(), "{:?}", String::from_utf8_lossy(&resp));
+    crlf.join().unwrap();
+}
+
+/// Reads everything until the server closes, `chunk` bytes every 10 ms.
+fn read_slowly(s: &mut std::net::TcpStream, chunk: usize) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match std::io::Read::read(s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("{e} after {} bytes in {:?}", out.len(), started.elapsed()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (out, started.elapsed())
+}
+
+/// A connection to `f` with a small receive buffer, so the reader's
+/// writes wait on how fast this side reads.
+fn small_window(f: &Fixture) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let s = connect(f.addr());
     let size: libc::c_int = 64 << 10;
     // SAFETY: a valid socket, and a pointer to an int of the size given.
     let rc = unsafe {
@@ -297,36 +328,72 @@ fn a_client_that_reads_slowly_but_steadily_gets_every_answer() {
         )
     };
     assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+    s
+}
+
+fn big_post(f: &Fixture) -> String {
+    let body = format!(
+        "{{\"id\":\"big\",\"content\":\"{}\"}}",
+        "x".repeat(12 << 20)
+    );
+    f.put("big", &body);
+    body
+}
+
+fn count_answers(out: &[u8]) -> usize {
+    out.windows(b"HTTP/1.1 200 OK\r\n".len())
+        .filter(|w| *w == b"HTTP/1.1 200 OK\r\n")
+        .count()
+}
+
+/// The write timeout cuts a client that takes no answer bytes for that
+/// long, not one that reads steadily but slowly: one 12 MiB answer, read
+/// through a small receive buffer at 1.6 MB/s at most, takes several write
+/// timeouts to write, and arrives whole. (The kernel reports the socket
+/// writable again only once a good part of its buffer has drained, about
+/// 1.4 MB at most here, so the reader sees progress in such steps: the
+/// timeout must exceed one.)
+#[test]
+fn a_client_that_reads_slowly_but_steadily_gets_a_long_answer() {
+    let f = Fixture::start(|c| {
+        c.write_timeout = Duration::from_secs(3);
+        c.idle_timeout = Duration::from_secs(60);
+    });
+    let body = big_post(&f);
+    let mut s = small_window(&f);
+    s.write_all(b"GET /post?id=big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (out, took) = read_slowly(&mut s, 16 << 10);
+    assert_eq!(count_answers(&out), 1, "{} bytes in {took:?}", out.len());
+    assert!(out.len() > body.len(), "{} bytes in {took:?}", out.len());
+}
+
+/// The last write of a long pipelined batch counts its timeout from when
+/// it starts, not from when the batch was read: the first 12 MiB answer
+/// takes over a second to go out, then the second has the whole write
+/// timeout of its own.
+#[test]
+fn the_last_write_of_a_long_batch_gets_a_whole_write_timeout() {
+    let f = Fixture::start(|c| {
+        c.write_timeout = Duration::from_secs(2);
+        c.idle_timeout = Duration::from_secs(60);
+    });
+    let body = big_post(&f);
+    let mut s = small_window(&f);
     let mut requests = b"GET /post?id=big HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
     requests
         .extend_from_slice(b"GET /post?id=big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     s.write_all(&requests).unwrap();
-    let started = Instant::now();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match std::io::Read::read(&mut s, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("{e} after {} bytes in {:?}", out.len(), started.elapsed()),
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let took = started.elapsed();
-    let answers = out
-        .windows(b"HTTP/1.1 200 OK\r\n".len())
-        .filter(|w| *w == b"HTTP/1.1 200 OK\r\n")
-        .count();
-    assert_eq!(answers, 2, "{} bytes in {took:?}", out.len());
+    let (out, took) = read_slowly(&mut s, 64 << 10);
+    assert_eq!(count_answers(&out), 2, "{} bytes in {took:?}", out.len());
     assert!(
         out.len() > 2 * body.len(),
         "{} bytes in {took:?}",
         out.len()
     );
     assert!(
-        took > Duration::from_secs(4),
-        "read in {took:?}: an answer took less than the write timeout, so this showed nothing"
+        took > Duration::from_secs(3),
+        "read in {took:?}: the batch outlasted no write timeout, so this showed nothing"
     );
 }
 

@@ -194,7 +194,9 @@ impl SyncStatus {
     /// the answer to a ping now being handled was received. A message that
     /// waited in the channel behind a backlog proves no more than that, so
     /// a reader working through a backlog older than its staleness limit is
-    /// not ready. Contact never goes back.
+    /// not ready. (Messages still waiting in the socket or in Redis while
+    /// the channel is full count from when they are read.) Contact never
+    /// goes back.
     pub(crate) fn touch_at(&self, at: Instant) {
         self.last_contact.fetch_max(mark(at), Ordering::Relaxed);
     }

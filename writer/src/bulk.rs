@@ -269,8 +269,10 @@ pub(crate) async fn bulk(
         }
     };
     let mut resp = (status, Json(report)).into_response();
-    if status == StatusCode::REQUEST_TIMEOUT {
-        // The rest of the body may still come: the connection cannot be reused.
+    if status != StatusCode::OK {
+        // Reading stopped early (at most a bounded drain followed): the
+        // rest of the body may still come, so the connection cannot be
+        // reused.
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -295,7 +297,14 @@ async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
             // A full batch goes out before the next line is added, so
             // --bulk-chunk bounds a round trip however many lines a piece
             // of the body holds.
-            run.flush(false).await?;
+            if let Err(e) = run.flush(false).await {
+                // The client is still sending: read a bounded rest of the
+                // body before answering, as for a 413, so that closing does
+                // not reset the connection with its data unread (which can
+                // cost the client the answer).
+                drain(stream).await;
+                return Err(e);
+            }
         }
     }
     if let Some((no, line)) = lines.finish() {

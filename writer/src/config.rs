@@ -29,7 +29,7 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client gets to send a request head (and to start one on an idle connection).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default longest silence while a request body arrives.
+/// Default time for a `/create` body (beyond it, a second per 64 KiB received), and longest silence in a `/bulk` body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default longest time a response write may make no progress.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,8 +119,9 @@ pub struct Config {
     #[arg(long, env = "HEAVYREAD_WRITER_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// The longest a `/create` body may take after its head, and the
-    /// longest silence in a streaming `/bulk` body: 408, and the connection is closed.
+    /// The longest a `/create` body may take after its head (plus a second
+    /// per 64 KiB received, for large bodies on slow links), and the longest
+    /// silence in a streaming `/bulk` body: 408, and the connection is closed.
     #[arg(long, env = "HEAVYREAD_WRITER_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
 

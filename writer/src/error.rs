@@ -51,8 +51,8 @@ pub enum ApiError {
         after: std::time::Duration,
     },
     /// 408: a `/create` body was not complete within `--body-timeout` of
-    /// its head, however steadily it trickled; the connection is closed
-    /// after this answer.
+    /// its head (plus a second per 64 KiB received), however steadily it
+    /// trickled; the connection is closed after this answer.
     BodyLate {
         /// The time allowed for the whole body.
         within: std::time::Duration,

@@ -31,6 +31,9 @@ use crate::Config;
 /// for at most [`DRAIN_FOR`], so the client sees the answer rather than a
 /// connection reset by unread bytes.
 const DRAIN_BYTES: usize = 8 << 20;
+/// Bytes per second of a `/create` body, beyond `--body-timeout`, that
+/// earn it more time (see [`read_body`]).
+pub(crate) const BODY_MIN_RATE: usize = 64 << 10;
 const DRAIN_FOR: Duration = Duration::from_secs(1);
 
 /// What every handler shares.
@@ -150,9 +153,11 @@ pub(crate) async fn next_chunk(
 
 /// Reads a whole body of at most `limit` bytes; 413 as soon as it is known to
 /// be larger (from Content-Length, before reading anything), 408 when the
-/// whole body has not arrived `within` this long: a client that trickles a
-/// byte now and then, never silent for long, would otherwise hold its
-/// connection and handler for as long as it likes.
+/// body is not complete `within` this long, plus one second for every
+/// [`BODY_MIN_RATE`] bytes received: a client that trickles a byte now and
+/// then, never silent for long, would otherwise hold its connection and
+/// handler for as long as it likes, while a large body on a slow link still
+/// gets the time it needs.
 pub(crate) async fn read_body(
     body: Body,
     version: Version,
@@ -167,7 +172,8 @@ pub(crate) async fn read_body(
         refuse_body(body, version, headers).await;
         return Err(too_large);
     }
-    let deadline = tokio::time::Instant::now() + within;
+    let start = tokio::time::Instant::now();
+    let mut deadline = start + within;
     let mut stream = body.into_data_stream();
     // Most bodies arrive in one chunk: keep it without copying.
     let mut single: Option<Bytes> = None;
@@ -184,6 +190,9 @@ pub(crate) async fn read_body(
             drain(stream).await;
             return Err(too_large);
         }
+        deadline = start
+            + within
+            + Duration::from_secs_f64((have + chunk.len()) as f64 / BODY_MIN_RATE as f64);
         match single.take() {
             None if buf.is_empty() => single = Some(chunk),
             first => {
