@@ -203,11 +203,9 @@ fn a_stray_empty_line_after_a_request_leaves_the_connection_idle() {
     );
 }
 
-/// A connection over the cap whose request already arrived gets its 503
-/// and then a clean end of file: closing with the request unread would
-/// reset the connection instead.
-#[test]
-fn a_refused_connection_ends_cleanly_after_its_503() {
+/// A reader with a cap of one connection, held by a connection that has
+/// been answered: the next ones are refused.
+fn at_cap() -> (Fixture, std::net::TcpStream) {
     let f = Fixture::start(|c| {
         c.max_connections_per_core = 1;
         c.idle_timeout = Duration::from_secs(10);
@@ -216,25 +214,49 @@ fn a_refused_connection_ends_cleanly_after_its_503() {
     held.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(status_of(&read_response(&mut held, false)), 200);
+    (f, held)
+}
+
+/// Reads until the server closes, pausing `pause` after each read of at
+/// most `chunk` bytes: what arrived, and how reading ended.
+fn read_until_closed(
+    s: &mut std::net::TcpStream,
+    chunk: usize,
+    pause: Duration,
+) -> (Vec<u8>, std::io::Result<()>) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match std::io::Read::read(s, &mut buf) {
+            Ok(0) => return (out, Ok(())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return (out, Err(e)),
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+/// A connection over the cap whose request already arrived gets its 503
+/// and then a clean end of file: closing with the request unread would
+/// reset the connection instead.
+#[test]
+fn a_refused_connection_ends_cleanly_after_its_503() {
+    let (f, _held) = at_cap();
     for round in 0..5 {
         let mut s = connect(f.addr());
         s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap();
         // The reader answers and closes before this side reads anything.
         std::thread::sleep(Duration::from_millis(200));
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match std::io::Read::read(&mut s, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => panic!(
-                    "round {round}: {e} after {:?}",
-                    String::from_utf8_lossy(&out)
-                ),
-            }
-        }
+        let (out, end) = read_until_closed(&mut s, 4096, Duration::ZERO);
+        assert!(
+            end.is_ok(),
+            "round {round}: {end:?} after {:?}",
+            String::from_utf8_lossy(&out)
+        );
         assert_eq!(status_of(&out), 503, "round {round}");
     }
 }
@@ -297,18 +319,12 @@ fn a_connection_that_sends_only_empty_lines_is_closed_after_the_header_timeout()
 /// Reads everything until the server closes, `chunk` bytes every 10 ms.
 fn read_slowly(s: &mut std::net::TcpStream, chunk: usize) -> (Vec<u8>, Duration) {
     let started = Instant::now();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; chunk];
-    loop {
-        match std::io::Read::read(s, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("{e} after {} bytes in {:?}", out.len(), started.elapsed()),
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let (out, end) = read_until_closed(s, chunk, Duration::from_millis(10));
+    let took = started.elapsed();
+    if let Err(e) = end {
+        panic!("{e} after {} bytes in {took:?}", out.len());
     }
-    (out, started.elapsed())
+    (out, took)
 }
 
 /// A connection to `f` with a small receive buffer, so the reader's
@@ -402,14 +418,7 @@ fn the_last_write_of_a_long_batch_gets_a_whole_write_timeout() {
 /// reads and drops what comes for a short while before it closes.
 #[test]
 fn a_refused_client_still_sending_gets_its_503_and_a_clean_end() {
-    let f = Fixture::start(|c| {
-        c.max_connections_per_core = 1;
-        c.idle_timeout = Duration::from_secs(10);
-    });
-    let mut held = connect(f.addr());
-    held.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    assert_eq!(status_of(&read_response(&mut held, false)), 200);
+    let (f, _held) = at_cap();
     for round in 0..3 {
         let mut s = connect(f.addr());
         let mut w = s.try_clone().unwrap();
@@ -424,16 +433,7 @@ fn a_refused_client_still_sending_gets_its_503_and_a_clean_end() {
             }
             true
         });
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        let end = loop {
-            match std::io::Read::read(&mut s, &mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
-            }
-        };
+        let (out, end) = read_until_closed(&mut s, 4096, Duration::ZERO);
         let sent_all = sender.join().unwrap();
         assert!(
             end.is_ok() && sent_all,

@@ -1229,6 +1229,23 @@ fn slow_heads_are_cut_after_a_header_timeout() {
     f.assert_unharmed(writes);
 }
 
+/// Reads to the close the one answer of a body timeout, sent about
+/// `BODY_TIMEOUT` after `sent`: a 408 that closes the connection.
+fn read_408(s: &mut TcpStream, sent: Instant) -> Vec<u8> {
+    let out = read_to_close(s);
+    let waited = sent.elapsed();
+    assert!(
+        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
+    let answers = split_answers(&out);
+    assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
+    let a = answers[0];
+    assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
+    assert_eq!(header(a, "connection").as_deref(), Some("close"));
+    a.to_vec()
+}
+
 #[test]
 fn stalled_bodies_get_408_after_the_body_timeout() {
     let _serial = serial();
@@ -1251,22 +1268,12 @@ fn stalled_bodies_get_408_after_the_body_timeout() {
     let served_before = good.served.load(Ordering::Relaxed);
     let expected = format!("{{\"error\":\"request body not complete within {BODY_TIMEOUT:?}\"}}");
     for s in &mut stalled {
-        let out = read_to_close(s);
-        let waited = sent.elapsed();
-        assert!(
-            waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(4),
-            "answered after {waited:?}"
-        );
-        let answers = split_answers(&out);
-        assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
-        let a = answers[0];
-        assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
-        assert_eq!(header(a, "connection").as_deref(), Some("close"));
+        let a = read_408(s, sent);
         assert_eq!(
-            header(a, "content-type").as_deref(),
+            header(&a, "content-type").as_deref(),
             Some("application/json")
         );
-        assert_eq!(body_of(a), expected.as_bytes());
+        assert_eq!(body_of(&a), expected.as_bytes());
     }
     drop(stalled);
     // Good requests, writes included, went on while the stalled ones waited.
@@ -1300,19 +1307,9 @@ fn a_trickled_create_body_gets_408_once_the_body_timeout_has_passed() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    let out = read_to_close(&mut s);
-    let waited = sent.elapsed();
-    assert!(
-        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(3),
-        "answered after {waited:?}"
-    );
-    let answers = split_answers(&out);
-    assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
-    let a = answers[0];
-    assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
-    assert_eq!(header(a, "connection").as_deref(), Some("close"));
+    let a = read_408(&mut s, sent);
     assert_eq!(
-        body_of(a),
+        body_of(&a),
         format!("{{\"error\":\"request body not complete within {BODY_TIMEOUT:?}\"}}").as_bytes()
     );
     drop(s);
@@ -1384,18 +1381,8 @@ fn a_stalled_bulk_body_gets_408_and_applies_complete_lines_only() {
     )
     .unwrap();
     let sent = Instant::now();
-    let out = read_to_close(&mut s);
-    let waited = sent.elapsed();
-    assert!(
-        waited >= BODY_TIMEOUT && waited < BODY_TIMEOUT + Duration::from_secs(4),
-        "answered after {waited:?}"
-    );
-    let answers = split_answers(&out);
-    assert_eq!(answers.len(), 1, "{:?}", String::from_utf8_lossy(&out));
-    let a = answers[0];
-    assert_eq!(status_of(a), 408, "{:?}", String::from_utf8_lossy(a));
-    assert_eq!(header(a, "connection").as_deref(), Some("close"));
-    let report: serde_json::Value = serde_json::from_slice(body_of(a)).expect("a JSON report");
+    let a = read_408(&mut s, sent);
+    let report: serde_json::Value = serde_json::from_slice(body_of(&a)).expect("a JSON report");
     assert_eq!(
         report["error"],
         format!("request body stalled: nothing received for {BODY_TIMEOUT:?}")
