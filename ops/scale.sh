@@ -76,11 +76,15 @@ write_lists() {
     # Same folder, hidden name: the rename is atomic and Prometheus never
     # reads a half-written file (it only reads readers.json).
     tmp=$(mktemp "$(dirname "$targets")/.readers.json.XXXXXX")
-    # An interrupted run leaves no hidden file in the repository.
-    trap 'rm -f "$tmp"' EXIT
+    # An interrupted run leaves no hidden file in the repository. The trap
+    # names the file itself: it may run after this function (and its
+    # local) is gone.
+    # shellcheck disable=SC2064
+    trap "rm -f '$tmp'" EXIT
     render_targets "$n" >"$tmp"
     chmod 644 "$tmp"
     mv -f "$tmp" "$targets"
+    trap - EXIT
     echo "gateway and Prometheus: $n reader(s), heavyread-reader-1..$n (ops/apisix/apisix.yaml, ops/prometheus/targets/readers.json)"
 }
 

@@ -14,8 +14,10 @@ Needs PyYAML.
 """
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -158,8 +160,30 @@ def apisix():
     need(three == path.read_text(), "apisix.yaml is not what `make scale N=3` writes (run it, or fix the file)")
     five = subprocess.run([str(scale), "--render", "5"], capture_output=True, text=True, check=True).stdout
     check_routes(five, "apisix.yaml for N=5", nodes=5)
+    scale_files_in_a_copy()
     print("apisix: stand-alone yaml provider, #END, only GET/HEAD /post, roundrobin, retries, "
-          "active /ready + passive checks, request-id, prometheus on 9091, scale rendering: ok")
+          "active /ready + passive checks, request-id, prometheus on 9091, scale rendering, "
+          "scale.sh --files 5 then 3 on a copy: ok")
+
+
+def scale_files_in_a_copy():
+    """`make start` and `make scale` write both lists with `scale.sh --files`:
+    run it on a copy of the files it touches, to 5 readers and back to 3."""
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        for rel in ("scale.sh", "apisix/apisix.yaml", "prometheus/targets/readers.json"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(OPS / rel, root / rel)
+        for n in (5, 3):
+            r = subprocess.run([str(root / "scale.sh"), "--files", str(n)], capture_output=True, text=True)
+            need(r.returncode == 0, f"scale.sh --files {n} exited {r.returncode}: {r.stderr.strip()}")
+            check_routes((root / "apisix/apisix.yaml").read_text(), f"apisix.yaml after --files {n}", nodes=n)
+            reader_targets((root / "prometheus/targets/readers.json").read_text(),
+                           f"readers.json after --files {n}", n)
+        need((root / "apisix/apisix.yaml").read_text() == (OPS / "apisix/apisix.yaml").read_text(),
+             "scale.sh --files 3 does not give back the committed apisix.yaml")
+        left = [p.name for p in (root / "prometheus/targets").iterdir() if p.name != "readers.json"]
+        need(not left, f"scale.sh --files left files behind: {left}")
 
 
 # --- prometheus -----------------------------------------------------------
