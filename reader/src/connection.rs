@@ -202,6 +202,9 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
         // time out. A CR not followed by LF is no line end: it stays, to be
         // refused by the parser (or completed by the next read), as it
         // would be had it come in the same read as the request after it.
+        // Stripped lines start no new head clock (a CR and its LF may come
+        // in different reads, so a head can keep being a partial line).
+        let consumed = pos;
         loop {
             match input[pos..filled] {
                 [b'\n', ..] => pos += 1,
@@ -219,7 +222,7 @@ async fn run(core: &Rc<Core>, socket: &Socket<'_>, state: &ConnState, input: &mu
             };
             state.arm(Phase::Idle, idle_until);
         } else {
-            if pos > 0 {
+            if consumed > 0 {
                 // The rest is the start of the next request: its head clock starts now.
                 head_deadline = t1 + config.header_timeout;
             }

@@ -316,6 +316,42 @@ fn a_connection_that_sends_only_empty_lines_is_closed_after_the_header_timeout()
     crlf.join().unwrap();
 }
 
+/// Empty lines split across reads (a CR, then its LF with the next CR)
+/// never complete a head: the head clock that the first CR started runs
+/// on, and the connection gets its 408 when it ends.
+#[test]
+fn empty_lines_split_across_reads_do_not_restart_the_head_clock() {
+    let f = Fixture::start(|c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_secs(10);
+    });
+    let mut s = connect(f.addr());
+    let started = Instant::now();
+    s.write_all(b"\r").unwrap();
+    let mut w = s.try_clone().unwrap();
+    let split = std::thread::spawn(move || {
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(50));
+            if w.write_all(b"\n\r").is_err() {
+                return;
+            }
+        }
+    });
+    let resp = read_to_close(&mut s);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(2500),
+        "closed after {took:?} (the split lines went on for 3 s)"
+    );
+    assert_eq!(
+        status_of(&resp),
+        408,
+        "{:?}",
+        String::from_utf8_lossy(&resp)
+    );
+    split.join().unwrap();
+}
+
 /// Reads everything until the server closes, `chunk` bytes every 10 ms.
 fn read_slowly(s: &mut std::net::TcpStream, chunk: usize) -> (Vec<u8>, Duration) {
     let started = Instant::now();

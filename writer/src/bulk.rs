@@ -33,7 +33,9 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::http::{content_length, drain, next_chunk, refuse_body, require_media, AppState};
+use crate::http::{
+    content_length, drain, next_chunk, refuse_body, require_media, unread_body, AppState,
+};
 use crate::metrics::LineResult;
 use crate::post::{Post, PostError};
 
@@ -219,18 +221,18 @@ pub(crate) async fn bulk(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(e) = s.authorize(&headers) {
-        return e.into_response();
-    }
-    if let Err(e) = require_media(&headers, &NDJSON_TYPES, "application/x-ndjson") {
-        return e.into_response();
+    if let Err(e) = s
+        .authorize(&headers)
+        .and_then(|()| require_media(&headers, &NDJSON_TYPES, "application/x-ndjson"))
+    {
+        return unread_body(&headers, e);
     }
     if content_length(&headers).is_some_and(|n| n > s.bulk_max_bytes) {
         refuse_body(body, version, &headers).await;
-        return ApiError::TooLarge {
+        let e = ApiError::TooLarge {
             limit: s.bulk_max_bytes,
-        }
-        .into_response();
+        };
+        return unread_body(&headers, e);
     }
     let mut run = Run {
         state: &s,

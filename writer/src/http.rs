@@ -226,6 +226,21 @@ pub(crate) async fn refuse_body(body: Body, version: Version, headers: &HeaderMa
     }
 }
 
+/// The answer to a request refused with its body (or part of it) unread:
+/// hyper will close the connection rather than read the rest, so the
+/// answer says so (`Connection: close`), and a client that waited with
+/// `Expect: 100-continue` knows not to send the body on it.
+pub(crate) fn unread_body(headers: &HeaderMap, e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || content_length(headers).is_some_and(|n| n > 0);
+    if has_body {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
 /// Reads and drops a bounded rest of a body we refused.
 pub(crate) async fn drain(mut stream: BodyDataStream) {
     let _ = tokio::time::timeout(DRAIN_FOR, async {
@@ -326,9 +341,17 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers)?;
-    require_media(&headers, &["application/json"], "application/json")?;
-    let bytes = read_body(body, version, &headers, s.max_body_bytes, s.body_timeout).await?;
+    if let Err(e) = s
+        .authorize(&headers)
+        .and_then(|()| require_media(&headers, &["application/json"], "application/json"))
+    {
+        return Ok(unread_body(&headers, e));
+    }
+    let bytes = match read_body(body, version, &headers, s.max_body_bytes, s.body_timeout).await {
+        Ok(bytes) => bytes,
+        Err(e @ ApiError::TooLarge { .. }) => return Ok(unread_body(&headers, e)),
+        Err(e) => return Err(e),
+    };
     let post = Post::parse(&bytes, &s.limits)?;
     let out = post.to_body();
     let written = s.backend.put(&post.id, &out).await?;

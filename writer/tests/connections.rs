@@ -188,6 +188,28 @@ async fn a_body_refused_from_its_head_is_not_asked_for_with_100_continue() {
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 413 "), "{path}: {text}");
         assert!(!text.contains(" 100 Continue"), "{path}: {text}");
+        // The body stays unread: the answer says the connection closes.
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{path}: {text}"
+        );
+        // Refused for its media type, with the body unread: the same.
+        let mut s = TcpStream::connect(env.addr()).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n\
+             Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let out = wait_close(&mut s).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 415 "), "{path}: {text}");
+        assert!(!text.contains(" 100 Continue"), "{path}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{path}: {text}"
+        );
     }
     // Without the expectation the client is sending already: the same answer.
     let mut s = TcpStream::connect(env.addr()).await.unwrap();
