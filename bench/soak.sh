@@ -156,7 +156,7 @@ start() {
 # wait_http URL [SECONDS]: until URL answers 2xx.
 wait_http() {
     local url=$1 limit=${2:-60} t=0
-    until curl -sf -o /dev/null "$url"; do
+    until curl -sf --max-time 5 -o /dev/null "$url"; do
         sleep 0.05
         t=$((t + 1))
         [ "$t" -le $((limit * 20)) ] || { echo "soak: timed out waiting for $url" >&2; return 1; }
@@ -308,10 +308,17 @@ PIDS+=("$WRITE_WRK")
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Requests the reader answered so far (every route and status).
 served() {
-    curl -sf "http://$READER_ADDR/metrics" |
+    curl -sf --max-time 5 "http://$READER_ADDR/metrics" |
         awk '$1 ~ /^heavyread_reader_requests_total([{]|$)/ { s += $2; n++ } END { if (n) printf "%d", s }'
 }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# The reader's /ready status (000 when it did not answer within 5 s).
+ready_code() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$READER_ADDR/ready" || true; }
+# A counter of the reader's /metrics (empty when missing).
+reader_metric() { # reader_metric NAME
+    curl -sf --max-time 5 "http://$READER_ADDR/metrics" | awk -v m="$1" '$1 == m { printf "%d", $2 }'
+}
+NOT_READY=0
 
 sleep "$WARMUP"
 SAMPLES=$WORK/samples.tsv
@@ -322,6 +329,13 @@ while :; do
     for p in "$READER_PID" "$WRITER_PID"; do
         kill -0 "$p" 2>/dev/null || { echo "soak: process $p died" >&2; exit 1; }
     done
+    # A gateway routes away from a reader that is not ready: under this load
+    # it must stay ready (its sync keeps up) throughout.
+    code=$(ready_code)
+    if [ "$code" != 200 ]; then
+        NOT_READY=$((NOT_READY + 1))
+        echo "soak: t=${t}s the reader's /ready answered $code" >&2
+    fi
     printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$(rss_kib "$READER_PID")" "$(fds "$READER_PID")" \
         "$(rss_kib "$WRITER_PID")" "$(fds "$WRITER_PID")" "$(served)" "$(date +%s.%N)" \
         "$(cpu_ticks "$READER_PID")" "$(cpu_ticks "$READ_WRK")" >>"$SAMPLES"
@@ -381,16 +395,27 @@ fi
 [ "$(calc "$W_RATE >= $WRITE_RATE * (1 - $RATE_SLACK_PCT / 100)")" = 1 ] || fail "writes ran at $W_RATE/s, under $WRITE_RATE/s - ${RATE_SLACK_PCT}%"
 
 # The reader converged to Redis (every write applied) and is ready.
-sleep 1
 REDIS_VERSION=$(redis-cli -p "$REDIS_PORT" get '{hr}:version')
-APPLIED=$(curl -sf "http://$READER_ADDR/metrics" | awk '$1 == "heavyread_sync_last_applied_version" { printf "%d", $2 }')
-ENTRIES=$(curl -sf "http://$READER_ADDR/metrics" | awk '$1 == "heavyread_reader_store_entries" { printf "%d", $2 }')
+for _ in $(seq 100); do
+    APPLIED=$(reader_metric heavyread_sync_last_applied_version)
+    [ "$APPLIED" = "$REDIS_VERSION" ] && break
+    sleep 0.1
+done
+ENTRIES=$(reader_metric heavyread_reader_store_entries)
 HLEN=$(redis-cli -p "$REDIS_PORT" hlen '{hr}:posts')
 echo "reader: applied version $APPLIED of $REDIS_VERSION, $ENTRIES posts of $HLEN"
 [ "$APPLIED" = "$REDIS_VERSION" ] || fail "the reader applied version $APPLIED, Redis is at $REDIS_VERSION"
 [ "$ENTRIES" = "$HLEN" ] || fail "the reader holds $ENTRIES posts, Redis $HLEN"
-curl -sf -o /dev/null "http://$READER_ADDR/ready" || fail "the reader is not ready after the soak"
-curl -sf -o /dev/null "http://$WRITER_ADDR/ready" || fail "the writer is not ready after the soak"
+curl -sf --max-time 5 -o /dev/null "http://$READER_ADDR/ready" || fail "the reader is not ready after the soak"
+curl -sf --max-time 5 -o /dev/null "http://$WRITER_ADDR/ready" || fail "the writer is not ready after the soak"
+[ "$NOT_READY" = 0 ] || fail "the reader was not ready in $NOT_READY of the samples"
+# No fault is injected: the subscription never drops, and the only full
+# resync is the start's.
+RECONNECTS=$(reader_metric heavyread_sync_reconnects_total)
+RESYNCS=$(reader_metric heavyread_sync_full_resyncs_total)
+echo "reader: ready in every sample, $RECONNECTS reconnects, $RESYNCS full resyncs"
+[ "$RECONNECTS" = 0 ] || fail "the reader's subscription reconnected $RECONNECTS times"
+[ "$RESYNCS" = 1 ] || fail "the reader made $RESYNCS full resyncs (1 expected, at start)"
 
 # First and last window: max RSS and descriptors.
 window() { # window COLUMN FROM TO: max of COLUMN over samples with FROM <= t <= TO

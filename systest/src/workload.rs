@@ -391,8 +391,15 @@ fn poll_loop(shared: &Shared, slot: usize, stop: &AtomicBool, ids: &[String], st
             Ok(resp) if resp.status == 404 => {
                 stats.ok.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(_) => {
+            Ok(resp) => {
+                // A reader answers a post from memory whatever Redis does:
+                // 200 or 404, never anything else.
                 stats.other.fetch_add(1, Ordering::Relaxed);
+                violation(format!(
+                    "reader {slot}: {id} answered {}: {}",
+                    resp.status,
+                    resp.text()
+                ));
             }
             Err(_) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
