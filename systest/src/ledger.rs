@@ -116,6 +116,21 @@ impl Ledger {
         t
     }
 
+    /// Every acknowledged write that got a version: its id and that version.
+    pub fn acked_versions(&self) -> Vec<(String, u64)> {
+        let e = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, u64)> = e
+            .iter()
+            .flat_map(|(id, evs)| {
+                evs.iter()
+                    .filter(|ev| ev.outcome == Outcome::Acked)
+                    .filter_map(move |ev| ev.version.map(|v| (id.clone(), v)))
+            })
+            .collect();
+        out.sort_by_key(|(_, v)| *v);
+        out
+    }
+
     /// The highest version the writer acknowledged (after the data loss, if any).
     pub fn max_acked_version(&self) -> u64 {
         let e = self.events.lock().unwrap_or_else(|e| e.into_inner());

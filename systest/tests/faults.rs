@@ -17,7 +17,7 @@
 //! Convergence times are printed and collected in
 //! `target/systest-convergence.md`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -89,6 +89,22 @@ fn redis_killed_with_sigkill_and_restarted_from_its_aof() {
         |stack| {
             let down = Duration::from_millis(500);
             stack.redis.restart_after(down);
+            // Every write acknowledged so far is in the replayed log, under
+            // its version: a lost one would be hidden from the final state
+            // by later writes to the same id.
+            let logged = log_versions(&mut stack.redis.connection());
+            let acked = stack.shared.ledger.acked_versions();
+            assert!(
+                !acked.is_empty(),
+                "no write was acknowledged before the kill"
+            );
+            for (id, v) in &acked {
+                assert_eq!(
+                    logged.get(v).map(String::as_str),
+                    Some(id.as_str()),
+                    "acknowledged write {v} of {id} is not in the log after the AOF replay"
+                );
+            }
             Fault {
                 healed_at: Instant::now(),
                 faulted: None,
@@ -123,6 +139,33 @@ fn redis_restarted_without_persistence_leaves_no_ghosts() {
             }
         },
     );
+}
+
+/// Version → id of every change in the log (`{hr}:log`): a batch entry
+/// `<last>-<n>` holds its n ids, separated by spaces, in version order.
+fn log_versions(con: &mut redis::Connection) -> HashMap<u64, String> {
+    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg("{hr}:log")
+        .arg("-")
+        .arg("+")
+        .query(con)
+        .expect("XRANGE {hr}:log");
+    let mut out = HashMap::new();
+    for (entry, fields) in entries {
+        let (last, n) = entry.split_once('-').expect("a log entry id");
+        let (last, n): (u64, u64) = (last.parse().unwrap(), n.parse().unwrap());
+        let ids = fields
+            .chunks(2)
+            .find(|kv| kv[0] == b"id")
+            .map(|kv| String::from_utf8_lossy(&kv[1]).into_owned())
+            .expect("an id field");
+        let ids: Vec<&str> = ids.split(' ').collect();
+        assert_eq!(ids.len() as u64, n, "log entry {entry}: {} ids", ids.len());
+        for (k, id) in ids.iter().enumerate() {
+            out.insert(last - n + 1 + k as u64, (*id).to_owned());
+        }
+    }
+    out
 }
 
 /// `(id, client port)` of every pub/sub client of Redis.
