@@ -413,6 +413,11 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
                 .poll_stats(victim)
                 .ok
                 .load(Ordering::Relaxed);
+            let errors_before = stack
+                .traffic()
+                .poll_stats(victim)
+                .errors
+                .load(Ordering::Relaxed);
             let ns = stack.netns().expect("the last reader has a namespace");
             let cut_at = Instant::now();
             ns.cut();
@@ -428,27 +433,50 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let noticed = cut_at.elapsed();
-            // Stay cut a while: reconnect attempts must time out silently too.
-            std::thread::sleep(Duration::from_secs(1));
-            let served = stack
-                .traffic()
-                .poll_stats(victim)
-                .ok
-                .load(Ordering::Relaxed)
-                - reads_before;
+            // Stay cut until the reader says it is stale (`/ready` 503 once
+            // Redis has not proved its store current for --max-staleness,
+            // 3 s here): reconnect attempts time out silently meanwhile,
+            // and the reader keeps serving what it holds.
+            let ready = |c: &mut Client| c.get("/ready").map(|r| r.status).unwrap_or(0);
+            let mut client = Client::new(stack.shared.reader_addr(victim), Duration::from_secs(1));
+            while ready(&mut client) == 200 {
+                if Instant::now() > deadline {
+                    ns.heal();
+                    panic!("the reader cut off from Redis stayed ready for 20 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let stale_after = cut_at.elapsed();
+            std::thread::sleep(Duration::from_millis(500));
+            let stats = stack.traffic().poll_stats(victim);
+            let served = stats.ok.load(Ordering::Relaxed) - reads_before;
+            let failed = stats.errors.load(Ordering::Relaxed) - errors_before;
             ns.heal();
             let healed_at = Instant::now();
+            let cut_for = healed_at - cut_at;
+            // The pollers read about a thousand times a second per reader.
             assert!(
-                served > 0,
-                "the reader cut off from Redis stopped serving reads"
+                served as f64 >= 50.0 * cut_for.as_secs_f64(),
+                "the reader cut off from Redis served only {served} reads in {cut_for:?}"
             );
+            assert_eq!(failed, 0, "reads failed on the reader cut off from Redis");
+            // Healed, it proves its store current again.
+            let back = Instant::now() + Duration::from_secs(30);
+            while ready(&mut client) != 200 {
+                assert!(
+                    Instant::now() < back,
+                    "the healed reader is not ready after 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Fault {
                 healed_at,
                 faulted: Some(victim),
                 note: format!(
-                    "PING timeout noticed the cut after {} (interval 250 ms, timeout 1 s); cut for {}; {served} reads served while cut",
+                    "PING timeout noticed the cut after {}, /ready 503 (stale) after {} (interval 250 ms, timeout 1 s, max staleness 3 s); cut for {}; {served} reads served while cut, none failed; ready again once healed",
                     ms(noticed),
-                    ms(healed_at - cut_at)
+                    ms(stale_after),
+                    ms(cut_for)
                 ),
             }
         },
