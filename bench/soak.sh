@@ -395,8 +395,9 @@ fi
 [ "$(calc "$W_RATE >= $WRITE_RATE * (1 - $RATE_SLACK_PCT / 100)")" = 1 ] || fail "writes ran at $W_RATE/s, under $WRITE_RATE/s - ${RATE_SLACK_PCT}%"
 
 # The reader converged to Redis (every write applied) and is ready.
-REDIS_VERSION=$(redis-cli -p "$REDIS_PORT" get '{hr}:version')
 for _ in $(seq 100); do
+    # Read again each time: a write wrk left in flight may still land.
+    REDIS_VERSION=$(redis-cli -p "$REDIS_PORT" get '{hr}:version')
     APPLIED=$(reader_metric heavyread_sync_last_applied_version)
     [ "$APPLIED" = "$REDIS_VERSION" ] && break
     sleep 0.1

@@ -92,8 +92,10 @@ fn redis_killed_with_sigkill_and_restarted_from_its_aof() {
             // Every write acknowledged so far is in the replayed log, under
             // its version: a lost one would be hidden from the final state
             // by later writes to the same id.
-            let logged = log_versions(&mut stack.redis.connection());
+            // Acknowledged before the log is read: writes go on meanwhile,
+            // and one acknowledged after the read would not be in it.
             let acked = stack.shared.ledger.acked_versions();
+            let logged = log_versions(&mut stack.redis.connection());
             assert!(
                 !acked.is_empty(),
                 "no write was acknowledged before the kill"
@@ -413,11 +415,16 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
                 .poll_stats(victim)
                 .ok
                 .load(Ordering::Relaxed);
-            let errors_before = stack
-                .traffic()
-                .poll_stats(victim)
-                .errors
-                .load(Ordering::Relaxed);
+            let errors = |stack: &Stack, reader: usize| {
+                stack
+                    .traffic()
+                    .poll_stats(reader)
+                    .errors
+                    .load(Ordering::Relaxed)
+            };
+            // Reader 0 is not cut: a stall of the whole machine fails its
+            // reads as much as the victim's.
+            let (errors_before, other_errors_before) = (errors(stack, victim), errors(stack, 0));
             let ns = stack.netns().expect("the last reader has a namespace");
             let cut_at = Instant::now();
             ns.cut();
@@ -437,9 +444,10 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
             // Redis has not proved its store current for --max-staleness,
             // 3 s here): reconnect attempts time out silently meanwhile,
             // and the reader keeps serving what it holds.
+            // The status of `/ready`; 0 when the request failed (ask again).
             let ready = |c: &mut Client| c.get("/ready").map(|r| r.status).unwrap_or(0);
             let mut client = Client::new(stack.shared.reader_addr(victim), Duration::from_secs(1));
-            while ready(&mut client) == 200 {
+            while ready(&mut client) != 503 {
                 if Instant::now() > deadline {
                     ns.heal();
                     panic!("the reader cut off from Redis stayed ready for 20 s");
@@ -451,6 +459,7 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
             let stats = stack.traffic().poll_stats(victim);
             let served = stats.ok.load(Ordering::Relaxed) - reads_before;
             let failed = stats.errors.load(Ordering::Relaxed) - errors_before;
+            let other_failed = errors(stack, 0) - other_errors_before;
             ns.heal();
             let healed_at = Instant::now();
             let cut_for = healed_at - cut_at;
@@ -459,7 +468,10 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
                 served as f64 >= 50.0 * cut_for.as_secs_f64(),
                 "the reader cut off from Redis served only {served} reads in {cut_for:?}"
             );
-            assert_eq!(failed, 0, "reads failed on the reader cut off from Redis");
+            assert!(
+                failed <= other_failed,
+                "{failed} reads failed on the reader cut off from Redis, {other_failed} on one that was not"
+            );
             // Healed, it proves its store current again.
             let back = Instant::now() + Duration::from_secs(30);
             while ready(&mut client) != 200 {
@@ -473,7 +485,7 @@ fn network_cut_silently_is_noticed_by_ping_and_repaired() {
                 healed_at,
                 faulted: Some(victim),
                 note: format!(
-                    "PING timeout noticed the cut after {}, /ready 503 (stale) after {} (interval 250 ms, timeout 1 s, max staleness 3 s); cut for {}; {served} reads served while cut, none failed; ready again once healed",
+                    "PING timeout noticed the cut after {}, /ready 503 (stale) after {} (interval 250 ms, timeout 1 s, max staleness 3 s); cut for {}; {served} reads served while cut, {failed} failed ({other_failed} on an uncut reader); ready again once healed",
                     ms(noticed),
                     ms(stale_after),
                     ms(cut_for)
@@ -537,7 +549,15 @@ fn writer_killed_during_a_large_bulk_load() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             // Some lines have landed, so the prefix below is not empty.
-            while !stack.redis_state().posts.contains_key(&ids[0]) {
+            let mut con = stack.redis.connection();
+            let landed = |con: &mut redis::Connection| -> bool {
+                redis::cmd("HEXISTS")
+                    .arg("{hr}:posts")
+                    .arg(&ids[0])
+                    .query(con)
+                    .expect("HEXISTS")
+            };
+            while !landed(&mut con) {
                 assert!(Instant::now() < deadline, "no bulk line reached Redis");
                 std::thread::sleep(Duration::from_millis(5));
             }

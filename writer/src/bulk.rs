@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
 use crate::http::{
-    content_length, drain, next_chunk, refuse_body, require_media, unread_body, AppState,
+    content_length, drain, next_chunk, refuse_body, refused, require_media, AppState,
 };
 use crate::metrics::LineResult;
 use crate::post::{Post, PostError};
@@ -225,14 +225,15 @@ pub(crate) async fn bulk(
         .authorize(&headers)
         .and_then(|()| require_media(&headers, &NDJSON_TYPES, "application/x-ndjson"))
     {
-        return unread_body(&headers, e);
+        let read = refuse_body(body, version, &headers).await;
+        return refused(e, read);
     }
     if content_length(&headers).is_some_and(|n| n > s.bulk_max_bytes) {
-        refuse_body(body, version, &headers).await;
+        let _ = refuse_body(body, version, &headers).await;
         let e = ApiError::TooLarge {
             limit: s.bulk_max_bytes,
         };
-        return unread_body(&headers, e);
+        return refused(e, false);
     }
     let mut run = Run {
         state: &s,
@@ -290,7 +291,7 @@ async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
     while let Some(chunk) = next_chunk(&mut stream, stall).await.map_err(Stop::Read)? {
         total += chunk.len() as u64;
         if total > max_total {
-            drain(stream).await;
+            let _ = drain(stream).await;
             return Err(Stop::TooLarge(max_total));
         }
         lines.push(&chunk);
@@ -304,7 +305,7 @@ async fn read_all(run: &mut Run<'_>, body: Body) -> Result<(), Stop> {
                 // body before answering, as for a 413, so that closing does
                 // not reset the connection with its data unread (which can
                 // cost the client the answer).
-                drain(stream).await;
+                let _ = drain(stream).await;
                 return Err(e);
             }
         }

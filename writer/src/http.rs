@@ -169,7 +169,7 @@ pub(crate) async fn read_body(
         limit: limit as u64,
     };
     if content_length(headers).is_some_and(|n| n > limit as u64) {
-        refuse_body(body, version, headers).await;
+        let _ = refuse_body(body, version, headers).await;
         return Err(too_large);
     }
     let start = tokio::time::Instant::now();
@@ -187,7 +187,7 @@ pub(crate) async fn read_body(
         };
         let have = single.as_ref().map_or(0, Bytes::len) + buf.len();
         if have + chunk.len() > limit {
-            drain(stream).await;
+            let _ = drain(stream).await;
             return Err(too_large);
         }
         deadline = start
@@ -215,44 +215,49 @@ pub(crate) fn unreadable(e: axum::Error) -> ApiError {
 /// not read (reading it is what makes hyper send the `100 Continue`); the
 /// connection is closed after the answer instead. Any other client is
 /// already sending (HTTP/1.0 has no interim answers, so its `Expect` waits
-/// for nothing): a bounded part is read first (see [`drain`]).
-pub(crate) async fn refuse_body(body: Body, version: Version, headers: &HeaderMap) {
+/// for nothing): a bounded part is read first (see [`drain`]). True when
+/// the whole body was read.
+pub(crate) async fn refuse_body(body: Body, version: Version, headers: &HeaderMap) -> bool {
     let waits = version == Version::HTTP_11
         && headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !waits {
-        drain(body.into_data_stream()).await;
-    }
+    !waits && drain(body.into_data_stream()).await
 }
 
-/// The answer to a request refused with its body (or part of it) unread:
-/// hyper will close the connection rather than read the rest, so the
-/// answer says so (`Connection: close`), and a client that waited with
-/// `Expect: 100-continue` knows not to send the body on it.
-pub(crate) fn unread_body(headers: &HeaderMap, e: ApiError) -> Response {
+/// The answer to a refused request; unless its body was read to the end
+/// (`body_read`), it says the connection closes (hyper will not read the
+/// rest), so a client that waited with `Expect: 100-continue` knows not to
+/// send the body on it.
+pub(crate) fn refused(e: ApiError, body_read: bool) -> Response {
     let mut resp = e.into_response();
-    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || content_length(headers).is_some_and(|n| n > 0);
-    if has_body {
+    if !body_read {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }
 
-/// Reads and drops a bounded rest of a body we refused.
-pub(crate) async fn drain(mut stream: BodyDataStream) {
-    let _ = tokio::time::timeout(DRAIN_FOR, async {
+/// Reads and drops a bounded rest of a body we refused; true when it ended
+/// within the bounds (the connection can then serve the next request).
+pub(crate) async fn drain(mut stream: BodyDataStream) -> bool {
+    tokio::time::timeout(DRAIN_FOR, async {
         let mut n = 0;
-        while let Some(Ok(c)) = stream.next().await {
-            n += c.len();
-            if n > DRAIN_BYTES {
-                break;
+        loop {
+            match stream.next().await {
+                None => return true,
+                Some(Ok(c)) => {
+                    n += c.len();
+                    if n > DRAIN_BYTES {
+                        return false;
+                    }
+                }
+                Some(Err(_)) => return false,
             }
         }
     })
-    .await;
+    .await
+    .unwrap_or(false)
 }
 
 /// The answer of `POST /create`, fields in this order.
@@ -345,11 +350,13 @@ async fn create(
         .authorize(&headers)
         .and_then(|()| require_media(&headers, &["application/json"], "application/json"))
     {
-        return Ok(unread_body(&headers, e));
+        let read = refuse_body(body, version, &headers).await;
+        return Ok(refused(e, read));
     }
     let bytes = match read_body(body, version, &headers, s.max_body_bytes, s.body_timeout).await {
         Ok(bytes) => bytes,
-        Err(e @ ApiError::TooLarge { .. }) => return Ok(unread_body(&headers, e)),
+        // Only a bounded part of a body over the limit is read.
+        Err(e @ ApiError::TooLarge { .. }) => return Ok(refused(e, false)),
         Err(e) => return Err(e),
     };
     let post = Post::parse(&bytes, &s.limits)?;

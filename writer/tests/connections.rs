@@ -211,6 +211,20 @@ async fn a_body_refused_from_its_head_is_not_asked_for_with_100_continue() {
             "{path}: {text}"
         );
     }
+    // A small body refused for its media type, sent with its head, is read
+    // to its end: the connection serves the next request.
+    let mut s = TcpStream::connect(env.addr()).await.unwrap();
+    let twice = "POST /create HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n\
+                 Content-Length: 5\r\n\r\nhello\
+                 GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    s.write_all(twice.as_bytes()).await.unwrap();
+    let out = wait_close(&mut s).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 415 "), "{text}");
+    assert!(
+        text.contains("HTTP/1.1 200 "),
+        "the next request was not served: {text}"
+    );
     // Without the expectation the client is sending already: the same answer.
     let mut s = TcpStream::connect(env.addr()).await.unwrap();
     let head = "POST /create HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
