@@ -245,7 +245,7 @@ impl Socket<'_> {
     #[cfg(test)]
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            let n = poll_fn(|cx| self.poll_write(cx, buf)).await?;
+            let n = self.write(buf).await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }

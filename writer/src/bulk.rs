@@ -229,11 +229,11 @@ pub(crate) async fn bulk(
         return refused(e, read);
     }
     if content_length(&headers).is_some_and(|n| n > s.bulk_max_bytes) {
-        let _ = refuse_body(body, version, &headers).await;
+        let read = refuse_body(body, version, &headers).await;
         let e = ApiError::TooLarge {
             limit: s.bulk_max_bytes,
         };
-        return refused(e, false);
+        return refused(e, read);
     }
     let mut run = Run {
         state: &s,
