@@ -1435,9 +1435,19 @@ alternated, Redis CPU per 100k posts): as shipped 1.04–1.27 s, without the per
 db750f8 a batch call (library version 4, `heavyread_put_batch`) writes one log entry `<last>-<n>` and \
 publishes one message holding its records back to back; readers expand both. Alternating the old \
 and new writer, five runs each: 68–82k (Redis 0.93–1.15 s) against 82–110k posts/s (Redis \
-0.71–0.91 s). What is left in Redis per post is mostly copying and hashing the record: Redis 7.0's \
-Lua hashes every byte of every string it interns, once for the argument and once for the batch \
-message (a third of Redis's samples in `perf`), then the HSET and its AOF line.\n\
+0.71–0.91 s). Redis 7.0's Lua hashes every byte of every string it interns (the loop is 19% of \
+Redis's samples in `perf` during a `/bulk` of 300,000 posts): once for each record's argument, and \
+more than once for the batch message, because Lua 5.1's string buffer (`table.concat`) turns every \
+8 KiB it fills into a string and merges those strings step by step, each merge a new interned string \
+(on a hand Redis, joining 256 records of 400 bytes cost 1.75 µs per record, cutting one out of a \
+joined string 0.8 µs). Since library version 6 the writer calls `heavyread_put_packed`, which takes \
+a call's records back to back in one argument, cuts each record from it once and publishes the \
+argument as it is (it writes exactly what `heavyread_put_batch` writes). Alternating the old and new \
+writer on a hand Redis with AOF on (2026-12-07), three 100,000-post `/bulk`s each (`heavyread-bench writes`) in a \
+slow hour of this VM: 71,977–76,228 against 83,449–91,043 posts/s, Redis CPU per post 11.0–11.8 µs \
+against 9.2–9.9 µs; the hashing fell to 11% of Redis's samples. What is left is mostly Redis's own \
+work: the HSET into a large hash (`dictFind` and its key compares about 12% of the samples), the \
+copies of each record (argument, Lua string, hash value, AOF line) and the Lua calls.\n\
 - **Cold start.** At 1M posts redis-server spends about 1.9 s of CPU in HSCAN (`dictScan` and its \
 callback, cache misses over a 1M-entry dict) and the reader about 2.4 s. With redis-rs a page's whole \
 reply is parsed before the next HSCAN goes out, so Redis and the reader took turns. The sync thread \

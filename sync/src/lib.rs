@@ -11,7 +11,7 @@
 //! # Layout
 //!
 //! ```text
-//! writer ──Publisher──► FCALL heavyread_put/delete/put_batch ──► {p}:posts, {p}:version, {p}:log
+//! writer ──Publisher──► FCALL heavyread_put/delete/put_packed ──► {p}:posts, {p}:version, {p}:log
 //!                                  │ PUBLISH {p}:changes
 //!                                  ▼
 //!         pub/sub thread ──crossbeam channel──► sync thread ──StoreWriter──► Store ◄── executors

@@ -10,9 +10,9 @@
 //!
 //! [`Publisher::put_batch`] (and [`Publisher::put_many`] on top of it) is
 //! the seeding path: the posts of a [`PutBatch`] go in calls of the
-//! `heavyread_put_batch` function (one call stores many posts, each with its
-//! own consecutive version, and logs and publishes them as one entry and one
-//! message), at most
+//! `heavyread_put_packed` function (one call stores many posts, each with
+//! its own consecutive version, and logs and publishes them as one entry and
+//! one message; the call's templates go back to back in one argument), at most
 //! [`MAX_BATCH_POSTS`] posts or about [`MAX_BATCH_BYTES`] of records per
 //! call so that no call holds Redis for long, pipelined in one round trip.
 //! Each template goes out with the version it will most likely get (one past
@@ -30,11 +30,11 @@ use crate::record::{delete_template, now_ns, put_template, VERSION_OFFSET};
 use crate::schema::{Keys, LIBRARY, LIBRARY_NAME};
 use crate::Error;
 
-/// Most posts in one `heavyread_put_batch` call. Redis runs one call at a
+/// Most posts in one `heavyread_put_packed` call. Redis runs one call at a
 /// time, so this bounds how long a batch holds up every other client: about
 /// 256 × a few µs, a few milliseconds at most for posts of a few hundred bytes.
 pub const MAX_BATCH_POSTS: usize = 256;
-/// Most record bytes in one `heavyread_put_batch` call (a single larger post
+/// Most record bytes in one `heavyread_put_packed` call (a single larger post
 /// still goes alone): large posts cost Redis per byte (copies into the hash,
 /// the AOF and every subscriber's buffer), so they get smaller batches.
 pub const MAX_BATCH_BYTES: usize = 256 << 10;
@@ -94,21 +94,25 @@ impl PutBatch {
     }
 }
 
-/// A put template sent with a version written in (see [`LIBRARY`]).
-struct Stamped<'a> {
-    template: &'a [u8],
-    version: u64,
+/// The put templates of one `heavyread_put_packed` call, back to back in
+/// one argument, each with the version it will most likely get written in
+/// (`first`, `first + 1`, ...; see [`LIBRARY`]).
+struct Packed<'a> {
+    templates: &'a [Vec<u8>],
+    first: u64,
 }
 
-impl redis::ToRedisArgs for Stamped<'_> {
+impl redis::ToRedisArgs for Packed<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
         use std::io::Write as _;
         let at = VERSION_OFFSET;
         let mut w = out.writer_for_next_arg();
-        // Writes into the command's buffer: they cannot fail.
-        let _ = w.write_all(&self.template[..at]);
-        let _ = w.write_all(&self.version.to_be_bytes());
-        let _ = w.write_all(&self.template[at + 8..]);
+        for (template, version) in self.templates.iter().zip(self.first..) {
+            // Writes into the command's buffer: they cannot fail.
+            let _ = w.write_all(&template[..at]);
+            let _ = w.write_all(&version.to_be_bytes());
+            let _ = w.write_all(&template[at + 8..]);
+        }
     }
 }
 
@@ -297,7 +301,7 @@ impl Publisher {
     }
 
     /// Puts the posts of `batch` in one round trip: calls of
-    /// `heavyread_put_batch` (see [`MAX_BATCH_POSTS`], [`MAX_BATCH_BYTES`]),
+    /// `heavyread_put_packed` (see [`MAX_BATCH_POSTS`], [`MAX_BATCH_BYTES`]),
     /// pipelined. Each call is atomic and gives its posts consecutive
     /// versions in batch order, as that many single puts would; the calls
     /// are applied in order, but another client's write may land between
@@ -308,33 +312,32 @@ impl Publisher {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // The versions Redis will most likely give the posts, in order.
-        let guesses = self.last_version.load(Ordering::Relaxed).wrapping_add(1)..;
+        // The version Redis will most likely give the first post; the
+        // others follow it in order.
+        let first = self.last_version.load(Ordering::Relaxed).wrapping_add(1);
+        let call = |templates: &[Vec<u8>], start: usize| {
+            let mut cmd = self.fcall_head("heavyread_put_packed");
+            cmd.arg(Packed {
+                templates,
+                first: first.wrapping_add(start as u64),
+            });
+            cmd
+        };
         let mut pipe = redis::pipe();
         // Posts in each call, in pipeline order.
         let mut calls: Vec<u64> = Vec::with_capacity(batch.len() / MAX_BATCH_POSTS + 1);
-        let mut cmd: Option<redis::Cmd> = None;
-        let (mut posts, mut bytes) = (0usize, 0usize);
-        for (template, guess) in batch.templates.iter().zip(guesses) {
+        let (mut start, mut bytes) = (0usize, 0usize);
+        for (i, template) in batch.templates.iter().enumerate() {
+            let posts = i - start;
             if posts > 0 && (posts == MAX_BATCH_POSTS || bytes + template.len() > MAX_BATCH_BYTES) {
-                if let Some(full) = cmd.take() {
-                    pipe.add_command(full);
-                }
+                pipe.add_command(call(&batch.templates[start..i], start));
                 calls.push(posts as u64);
-                (posts, bytes) = (0, 0);
+                (start, bytes) = (i, 0);
             }
-            cmd.get_or_insert_with(|| self.fcall_head("heavyread_put_batch"))
-                .arg(Stamped {
-                    template,
-                    version: guess,
-                });
-            posts += 1;
             bytes += template.len();
         }
-        if let Some(last) = cmd.take() {
-            pipe.add_command(last);
-            calls.push(posts as u64);
-        }
+        pipe.add_command(call(&batch.templates[start..], start));
+        calls.push((batch.len() - start) as u64);
         let mut con = self.con.clone();
         let lasts: Vec<u64> = match pipe.query_async(&mut con).await {
             Ok(v) => v,

@@ -221,7 +221,8 @@ impl<'a> RecordRef<'a> {
 }
 
 /// The records of a published message, in order: one for a single change,
-/// several back to back for a batch (`heavyread_put_batch`). An empty
+/// several back to back for a batch (`heavyread_put_batch`,
+/// `heavyread_put_packed`). An empty
 /// message is malformed; after the first error the iterator ends.
 pub fn records(message: &[u8]) -> Records<'_> {
     Records {
@@ -271,7 +272,7 @@ pub enum EncodeError {
 }
 
 /// Builds the template of a put (version 0; the Redis function sets it) and
-/// returns it with the body's etag. A batch (`heavyread_put_batch`) sends the
+/// returns it with the body's etag. A batch (`heavyread_put_packed`) sends the
 /// same template with the version the writer expects written in; Redis keeps
 /// it only when it is right (see [`crate::schema::LIBRARY`]).
 pub fn put_template(

@@ -43,6 +43,15 @@
 //! still has the fingerprint it saw, so a Redis that came back with another
 //! history under the same epoch is noticed (library version 2).
 //!
+//! `put_packed` (library version 6) is what seeding uses since: it writes
+//! exactly what `put_batch` writes for the same templates, but takes them
+//! back to back in one argument, which is also the message it publishes
+//! when the writer guessed every version right. Redis 7's Lua hashes every
+//! byte of every string it creates, and `put_batch` creates each record
+//! again (more than once over) when it joins the records into its message;
+//! `put_packed` cuts each record from its argument once and publishes the
+//! argument as it is (the report's discussion of `/bulk` has the measurement).
+//!
 //! Library version 5 checks every template whole in every function (its
 //! lengths add up, its id is in the alphabet, a delete has no body and a
 //! zero etag), as `put_batch` already did for its puts: `put` and `delete`
@@ -59,18 +68,20 @@ pub const LIBRARY_NAME: &str = "heavyread";
 /// with the same keys, arguments, answers and effects, so a writer that
 /// finds a newer library than its own uses it and leaves it loaded; only a
 /// missing or older one is replaced.
-pub const LIBRARY_VERSION: u32 = 5;
+pub const LIBRARY_VERSION: u32 = 6;
 
 /// The Lua source of the function library.
 ///
-/// Keys of `heavyread_put`, `heavyread_delete`, `heavyread_put_many` and
-/// `heavyread_put_batch`:
+/// Keys of `heavyread_put`, `heavyread_delete`, `heavyread_put_many`,
+/// `heavyread_put_batch` and `heavyread_put_packed`:
 /// posts, version, log, epoch. Arguments of `put` and `delete`: channel, log
 /// max length, id, record template (version zero). Arguments of `put_many`
 /// and `put_batch`: channel, log max length, then one put template per post, whose version
 /// field is zero or the version the caller expects the post to get (kept
 /// only when right, so it is never trusted); it returns the version of its
 /// last post (the first is that minus the number of posts, plus one).
+/// Arguments of `put_packed`: channel, log max length, and the same
+/// templates back to back in one argument; it answers as `put_batch`.
 /// Every function checks each template whole before writing anything: its
 /// lengths, its id alphabet, and a delete's empty body and zero etag
 /// (library version 5; before it only `put_batch` did).
@@ -112,30 +123,44 @@ local function check_maxlen(arg)
   return nil
 end
 
--- The id of a record template of op (1 put, 2 delete) that is whole: its
--- id is 1..MAX_ID bytes of the id alphabet, its lengths add up to its size,
--- its body is within the decoders' 16 MiB, and a delete has no body and a
--- zero etag. nil for anything else: one stored or published record that readers cannot decode
--- would leave them serving the id's previous state while Redis holds this.
-local function template_id(t, op)
-  if #t < FIXED + 4 or string.byte(t, 1) ~= 1 or string.byte(t, 2) ~= op then
+-- The id and the index of the last byte of the record template of op (1
+-- put, 2 delete) that starts at index o of s, when it is whole: its id is
+-- 1..MAX_ID bytes of the id alphabet, its lengths fit within s, its body is
+-- within the decoders' 16 MiB, and a delete has no body and a zero etag.
+-- nil for anything else: one stored or published record that readers
+-- cannot decode would leave them serving the id's previous state while
+-- Redis holds this.
+local function template_at(s, o, op)
+  local left = #s - o + 1
+  if left < FIXED + 4 or string.byte(s, o) ~= 1 or string.byte(s, o + 1) ~= op then
     return nil
   end
-  local idlen = string.byte(t, 35) * 256 + string.byte(t, 36)
-  if idlen < 1 or idlen > MAX_ID or #t < FIXED + idlen + 4 then
+  local idlen = string.byte(s, o + 34) * 256 + string.byte(s, o + 35)
+  if idlen < 1 or idlen > MAX_ID or left < FIXED + idlen + 4 then
     return nil
   end
-  local id = string.sub(t, FIXED + 1, FIXED + idlen)
+  local id = string.sub(s, o + FIXED, o + FIXED + idlen - 1)
   if string.find(id, '[^%w%._~%-]') then
     return nil
   end
-  local b1, b2, b3, b4 = string.byte(t, FIXED + idlen + 1, FIXED + idlen + 4)
+  local b1, b2, b3, b4 = string.byte(s, o + FIXED + idlen, o + FIXED + idlen + 3)
   local bodylen = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
-  if bodylen > MAX_BODY or #t ~= FIXED + idlen + 4 + bodylen then
+  local stop = o + FIXED + idlen + 3 + bodylen
+  if bodylen > MAX_BODY or stop > #s then
     return nil
   end
   -- A delete carries no body and a zero etag.
-  if op == 2 and (bodylen ~= 0 or string.sub(t, 19, 34) ~= string.rep('\0', 16)) then
+  if op == 2 and (bodylen ~= 0 or string.sub(s, o + 18, o + 33) ~= string.rep('\0', 16)) then
+    return nil
+  end
+  return id, stop
+end
+
+-- The id of t when t is exactly one whole record template of op; nil
+-- otherwise.
+local function template_id(t, op)
+  local id, stop = template_at(t, 1, op)
+  if stop ~= #t then
     return nil
   end
   return id
@@ -264,6 +289,20 @@ local function put_many(keys, args)
   return v0 + n
 end
 
+-- The writes of a batch call whose n posts end at version last: one log
+-- entry `<last>-<n>` (MINID trim to about the last maxlen versions), the
+-- version, the hash (fields: id, record pairs in version order) and one
+-- message.
+local function write_batch(keys, args, last, ids, tss, fields, message)
+  local maxlen = tonumber(args[2])
+  redis.call('XADD', keys[3], 'MINID', '~', math.max(0, last - maxlen + 1), int(last) .. '-' .. #ids,
+    'op', 'put', 'id', table.concat(ids, ' '), 'ts', table.concat(tss))
+  redis.call('SET', keys[2], last)
+  hset_pairs(keys[1], fields)
+  redis.call('PUBLISH', args[1], message)
+  return last
+end
+
 -- put_batch (library version 4) stores the same posts with the same
 -- versions as put_many, but logs and publishes the call as a whole: one log
 -- entry `<last>-<n>` for its n consecutive versions, whose `id` field holds
@@ -279,7 +318,6 @@ end
 local function put_batch(keys, args)
   local err = check_batch(keys, args)
   if err then return redis.error_reply(err) end
-  local maxlen = tonumber(args[2])
   local n = #args - 2
   local ids = {}
   for j = 1, n do
@@ -300,22 +338,72 @@ local function put_batch(keys, args)
     fields[2 * j] = t
     recs[j] = t
   end
-  redis.call('XADD', keys[3], 'MINID', '~', math.max(0, last - maxlen + 1), int(last) .. '-' .. n,
-    'op', 'put', 'id', table.concat(ids, ' '), 'ts', table.concat(tss))
-  redis.call('SET', keys[2], last)
-  hset_pairs(keys[1], fields)
-  redis.call('PUBLISH', args[1], table.concat(recs))
-  return last
+  return write_batch(keys, args, last, ids, tss, fields, table.concat(recs))
+end
+
+-- put_packed (library version 6) is put_batch with its n record templates
+-- sent back to back in one argument, which is the message put_batch would
+-- publish for them when every version guess is right. It stores, logs and
+-- publishes exactly what put_batch does with the same templates. Lua hashes
+-- every string it creates, byte by byte: put_batch creates each record
+-- twice over and more (its argument, then the message built from the
+-- records, whose buffer Lua merges in steps that hash the bytes again),
+-- while put_packed creates each record once, cut from the argument, and
+-- publishes the argument as it is. A wrong guess is written over, as in
+-- put_batch, and the message is then built from the corrected records.
+local function put_packed(keys, args)
+  if #keys ~= 4 or #args ~= 3 then
+    return redis.error_reply('heavyread: expected 4 keys and 3 arguments')
+  end
+  local err = check_maxlen(args[2])
+  if err then return redis.error_reply(err) end
+  local packed = args[3]
+  local ids, starts, stops = {}, {}, {}
+  local o, n = 1, 0
+  while o <= #packed do
+    local id, stop = template_at(packed, o, 1)
+    if not id then
+      return redis.error_reply('heavyread: malformed record template')
+    end
+    n = n + 1
+    ids[n], starts[n], stops[n] = id, o, stop
+    o = stop + 1
+  end
+  if n == 0 then
+    return redis.error_reply('heavyread: expected at least one record template')
+  end
+  ensure_epoch(keys[4])
+  local v0 = tonumber(redis.call('GET', keys[2]) or '0')
+  local last = v0 + n
+  local fields, recs, tss = {}, {}, {}
+  local rebuilt = false
+  for j = 1, n do
+    local piece = string.sub(packed, starts[j], stops[j])
+    local t = with_version(piece, v0 + j)
+    if t ~= piece then
+      rebuilt = true
+    end
+    tss[j] = string.sub(t, 11, 18)
+    fields[2 * j - 1] = ids[j]
+    fields[2 * j] = t
+    recs[j] = t
+  end
+  local message = packed
+  if rebuilt then
+    message = table.concat(recs)
+  end
+  return write_batch(keys, args, last, ids, tss, fields, message)
 end
 
 local function version(keys, args)
-  return 5
+  return 6
 end
 
 redis.register_function('heavyread_put', put)
 redis.register_function('heavyread_delete', delete)
 redis.register_function('heavyread_put_many', put_many)
 redis.register_function('heavyread_put_batch', put_batch)
+redis.register_function('heavyread_put_packed', put_packed)
 redis.register_function{function_name = 'heavyread_version', callback = version, flags = {'no-writes'}}
 "#;
 

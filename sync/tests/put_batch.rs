@@ -1,5 +1,6 @@
-//! `heavyread_put_batch` and the publisher's batching against a real
-//! redis-server: a batch stores exactly what that many single puts store
+//! `heavyread_put_batch`, `heavyread_put_packed` (the same with its
+//! templates back to back in one argument) and the publisher's batching
+//! against a real redis-server: a batch of either stores exactly what that many single puts store
 //! (versions, hash) whatever versions its templates carry, but logs one
 //! entry `<last>-<n>` (the ids joined by spaces, the writer timestamps back
 //! to back) and publishes one message (the records back to back); a batch of
@@ -21,6 +22,20 @@ use heavyread_sync::testing::RedisServer;
 use heavyread_sync::Keys;
 
 const LIMIT: Duration = Duration::from_secs(30);
+
+/// The two batch functions; they write the same for the same templates.
+const BATCH_FUNCTIONS: [&str; 2] = ["heavyread_put_batch", "heavyread_put_packed"];
+
+/// A call of one of [`BATCH_FUNCTIONS`] with `templates`: one argument each
+/// for `heavyread_put_batch`, all of them back to back in one argument for
+/// `heavyread_put_packed`.
+fn batch_call(keys: &Keys, function: &str, maxlen: u64, templates: &[&[u8]]) -> redis::Cmd {
+    if function == "heavyread_put_packed" {
+        fcall(keys, function, maxlen, &[&templates.concat()])
+    } else {
+        fcall(keys, function, maxlen, templates)
+    }
+}
 
 /// FCALL calls Redis served since the last `CONFIG RESETSTAT`.
 fn fcalls(con: &mut redis::Connection) -> u64 {
@@ -93,6 +108,15 @@ fn assert_logged_per_call(state: &Written, published: &[Vec<u8>], ids: &[&str], 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_stores_what_single_puts_store_with_one_log_entry_and_one_message() {
+    batch_stores_what_single_puts_store("heavyread_put_batch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_batch_stores_what_single_puts_store_with_one_log_entry_and_one_message() {
+    batch_stores_what_single_puts_store("heavyread_put_packed").await;
+}
+
+async fn batch_stores_what_single_puts_store(function: &str) {
     let redis = RedisServer::start();
     let (one, batch) = (Keys::new("one").unwrap(), Keys::new("batch").unwrap());
     publisher(&redis, "one", 1000).await;
@@ -108,7 +132,7 @@ async fn a_batch_stores_what_single_puts_store_with_one_log_entry_and_one_messag
         ids, stamps, sent, ..
     } = singles_beside(&mut con, &one, &batch);
     let args: Vec<&[u8]> = sent.iter().map(|t| t.as_slice()).collect();
-    let last: u64 = fcall(&batch, "heavyread_put_batch", 1000, &args)
+    let last: u64 = batch_call(&batch, function, 1000, &args)
         .query(&mut con)
         .unwrap();
     assert_eq!(last, 41, "the batch answers its last version");
@@ -155,6 +179,15 @@ async fn a_batch_stores_what_single_puts_store_with_one_log_entry_and_one_messag
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_one_writes_what_put_writes() {
+    batch_of_one_writes_what_put_writes("heavyread_put_batch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_batch_of_one_writes_what_put_writes() {
+    batch_of_one_writes_what_put_writes("heavyread_put_packed").await;
+}
+
+async fn batch_of_one_writes_what_put_writes(function: &str) {
     let redis = RedisServer::start();
     let (put, batch) = (Keys::new("put").unwrap(), Keys::new("batch").unwrap());
     publisher(&redis, "put", 1000).await;
@@ -170,7 +203,7 @@ async fn a_batch_of_one_writes_what_put_writes() {
             .query(&mut con)
             .unwrap();
         t[2..10].copy_from_slice(&stamp.to_be_bytes());
-        let w: u64 = fcall(&batch, "heavyread_put_batch", 1000, &[t.as_slice()])
+        let w: u64 = batch_call(&batch, function, 1000, &[t.as_slice()])
             .query(&mut con)
             .unwrap();
         assert_eq!((v, w), (k as u64 + 1, k as u64 + 1));
@@ -199,10 +232,14 @@ async fn a_batch_of_one_writes_what_put_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_longer_than_one_hset_call_stores_every_post() {
     let redis = RedisServer::start_with(false, &[]);
-    let (many, batch) = (Keys::new("many").unwrap(), Keys::new("batch").unwrap());
+    let (many, batch, packed) = (
+        Keys::new("many").unwrap(),
+        Keys::new("batch").unwrap(),
+        Keys::new("packed").unwrap(),
+    );
     publisher(&redis, "many", 10_000).await;
     let mut con = redis.connection();
-    let mut sub = subscribed(&redis, &[&many.channel, &batch.channel]);
+    let mut sub = subscribed(&redis, &[&many.channel, &batch.channel, &packed.channel]);
 
     // The function sets 1024 fields (512 posts) per HSET: 1100 posts take
     // three, and ids repeat across them, so the last post of an id must win
@@ -213,35 +250,40 @@ async fn a_batch_longer_than_one_hset_call_stores_every_post() {
     let templates = templates(&ids, &stamps);
     let args: Vec<&[u8]> = templates.iter().map(|t| t.as_slice()).collect();
     // put_many is that many single puts (see put_many.rs).
-    for (keys, function) in [
-        (&many, "heavyread_put_many"),
-        (&batch, "heavyread_put_batch"),
-    ] {
-        let last: u64 = fcall(keys, function, 10_000, &args)
+    let last: u64 = fcall(&many, "heavyread_put_many", 10_000, &args)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(last, n as u64);
+    for (keys, function) in [&batch, &packed].into_iter().zip(BATCH_FUNCTIONS) {
+        let last: u64 = batch_call(keys, function, 10_000, &args)
             .query(&mut con)
             .unwrap();
         assert_eq!(last, n as u64, "{function}");
     }
-    let (a, b) = (written(&mut con, &many), written(&mut con, &batch));
-    assert_eq!(b.version, Some(n as u64));
-    assert_eq!(b.posts.len(), 700);
-    assert!(
-        b.posts == a.posts,
-        "batch and single puts stored different posts"
-    );
-    for (id, rec) in &b.posts {
-        let last = ids
-            .iter()
-            .rposition(|i| i.as_bytes() == id.as_slice())
-            .unwrap();
-        assert_eq!(RecordRef::decode(rec).unwrap().version, last as u64 + 1);
+    let a = written(&mut con, &many);
+    let got = messages(&mut sub, n + 2);
+    let pa = on(&got, &many.channel);
+    assert_eq!(pa.len(), n);
+    for (keys, function) in [&batch, &packed].into_iter().zip(BATCH_FUNCTIONS) {
+        let b = written(&mut con, keys);
+        assert_eq!(b.version, Some(n as u64));
+        assert_eq!(b.posts.len(), 700);
+        assert!(
+            b.posts == a.posts,
+            "{function} and single puts stored different posts"
+        );
+        for (id, rec) in &b.posts {
+            let last = ids
+                .iter()
+                .rposition(|i| i.as_bytes() == id.as_slice())
+                .unwrap();
+            assert_eq!(RecordRef::decode(rec).unwrap().version, last as u64 + 1);
+        }
+        assert_eq!(b.log, vec![(format!("{n}-{n}"), put_fields(&ids, &stamps))]);
+        let pb = on(&got, &keys.channel);
+        assert_eq!(pb.len(), 1, "{function}");
+        assert!(pb[0] == pa.concat(), "the message of {function} differs");
     }
-    assert_eq!(b.log, vec![(format!("{n}-{n}"), put_fields(&ids, &stamps))]);
-
-    let got = messages(&mut sub, n + 1);
-    let (pa, pb) = (on(&got, &many.channel), on(&got, &batch.channel));
-    assert_eq!((pa.len(), pb.len()), (n, 1));
-    assert!(pb[0] == pa.concat(), "the batch message differs");
     assert!(silent(&mut sub));
 }
 
@@ -325,6 +367,15 @@ async fn publisher_batches_are_cut_by_posts_and_bytes_and_logged_per_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_batch_writes_and_publishes_nothing() {
+    rejected_batch_writes_and_publishes_nothing("heavyread_put_batch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_packed_batch_writes_and_publishes_nothing() {
+    rejected_batch_writes_and_publishes_nothing("heavyread_put_packed").await;
+}
+
+async fn rejected_batch_writes_and_publishes_nothing(function: &str) {
     let redis = RedisServer::start();
     let keys = Keys::new("t").unwrap();
     let p = publisher(&redis, "t", 1000).await;
@@ -337,9 +388,9 @@ async fn a_rejected_batch_writes_and_publishes_nothing() {
     // of every character of the id alphabet.
     let (longest, _) = put_template(&"L".repeat(128), b"{}", 9).unwrap();
     let (alphabet, _) = put_template("AZaz09._~-", b"{}", 9).unwrap();
-    let last: u64 = fcall(
+    let last: u64 = batch_call(
         &keys,
-        "heavyread_put_batch",
+        function,
         1000,
         &[a.as_slice(), longest.as_slice(), alphabet.as_slice()],
     )
@@ -409,16 +460,22 @@ async fn a_rejected_batch_writes_and_publishes_nothing() {
         ("a non-ASCII byte in an id", 1000, vec![a, high]),
         ("an id of 129 bytes", 1000, vec![a, too_long]),
         ("a body over 16 MiB", 1000, vec![a, huge]),
+        ("a stray byte at the end", 1000, vec![a, b"\x01"]),
     ];
     for (what, maxlen, args) in &bad_batches {
-        let r: redis::RedisResult<u64> =
-            fcall(&keys, "heavyread_put_batch", *maxlen, args).query(&mut con);
-        assert!(r.is_err(), "{what} was accepted");
+        let r: redis::RedisResult<u64> = batch_call(&keys, function, *maxlen, args).query(&mut con);
+        assert!(r.is_err(), "{what} was accepted by {function}");
         assert_eq!(written(&mut con, &keys), before, "{what}");
+    }
+    if function == "heavyread_put_packed" {
+        // Templates go in one argument: two whole ones as two are refused.
+        let r: redis::RedisResult<u64> = fcall(&keys, function, 1000, &[a, a]).query(&mut con);
+        assert!(r.is_err(), "two packed arguments were accepted");
+        assert_eq!(written(&mut con, &keys), before);
     }
     // A log length that is not a whole number.
     let r: redis::RedisResult<u64> = redis::cmd("FCALL")
-        .arg("heavyread_put_batch")
+        .arg(function)
         .arg(4)
         .arg(keys.function_keys().to_vec())
         .arg(&keys.channel)

@@ -1,11 +1,11 @@
 //! `heavyread_put_many` (library version 3) against a real redis-server,
-//! called directly: writers before `heavyread_put_batch` seed with it and
+//! called directly: writers before `heavyread_put_batch` seeded with it and
 //! the library keeps it, so its contract must hold. A batch is exactly that
 //! many single puts in a row (versions, hash, log entries with their `ts`,
 //! published records and their order) whatever versions its templates
 //! carry, also when it spans several of the function's HSET calls, and a
 //! rejected batch writes and publishes nothing. The publisher's batching,
-//! which now goes through `heavyread_put_batch`, is tested in put_batch.rs.
+//! which now goes through `heavyread_put_packed`, is tested in put_batch.rs.
 
 mod common;
 

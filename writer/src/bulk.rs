@@ -4,7 +4,7 @@
 //! `--max-body-bytes`, the whole body at most `--bulk-max-bytes`), each line
 //! is validated like a `/create` body, and valid posts go to Redis in
 //! chunks of `--bulk-chunk` puts, each chunk one pipelined round trip of
-//! batch calls (`heavyread_put_batch`: one call stores up to a few hundred
+//! batch calls (`heavyread_put_packed`: one call stores up to a few hundred
 //! posts, each with its own version, in line order, and logs and publishes
 //! them as one entry and one message). One chunk is in flight while the
 //! next is parsed and its records built, and chunks are sent in order, so a
