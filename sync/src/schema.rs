@@ -17,7 +17,8 @@
 //! publish order is version order. Nothing is written before the arguments
 //! are checked and the log accepted the entry.
 //!
-//! `put_batch` (library version 4) is what seeding (`POST /bulk`) uses: it
+//! `put_batch` (library version 4) is what seeding (`POST /bulk`) used until
+//! `put_packed` (below) took its place: it
 //! stores the posts exactly as `put_many` does, but writes one log entry and
 //! publishes one message for the whole call (see the table), which halves
 //! Redis's work per post. Readers that understand batch entries and

@@ -447,6 +447,7 @@ async fn rejected_batch_writes_and_publishes_nothing(function: &str) {
 
     let bad_batches: Vec<(&str, u64, Vec<&[u8]>)> = vec![
         ("cut inside its id", 1000, vec![a, cut]),
+        ("cut inside its longest id", 1000, vec![a, &longest[..100]]),
         ("a delete template", 1000, vec![a, del]),
         ("an empty id", 1000, vec![a, no_id]),
         ("no post at all", 1000, vec![]),
@@ -489,6 +490,10 @@ async fn rejected_batch_writes_and_publishes_nothing(function: &str) {
     // XADD fails before the version, the hash or the channel see anything.
     tamper_log(&mut con, &keys);
     let tampered = written(&mut con, &keys);
+    let r: redis::RedisResult<u64> =
+        batch_call(&keys, function, 1000, &[a, b.as_slice()]).query(&mut con);
+    assert!(r.is_err(), "{function} wrote past a tampered log");
+    assert_eq!(written(&mut con, &keys), tampered);
     assert!(p.put_many(&[("a", b"4"), ("b", b"5")]).await.is_err());
     assert_eq!(written(&mut con, &keys), tampered);
     assert!(silent(&mut sub), "a rejected batch published something");
