@@ -794,7 +794,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 r.writes,
                 r.track_every,
                 r.failed,
-                propagation::fmt_waited(&r).map_or(String::new(), |w| format!("{w}, ")),
+                propagation::fmt_waited(&r)
+                    .into_iter()
+                    .chain(propagation::fmt_poll_errors(&r))
+                    .map(|w| format!("{w}, "))
+                    .collect::<String>(),
                 r.achieved_rate,
                 fmt_us(r.poll_rtt.p50),
                 propagation::fmt_first_polls(&r).map_or(String::new(), |f| format!(", {f}")),

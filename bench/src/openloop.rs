@@ -251,15 +251,12 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             Err(e) => return Err(e.into()),
         }
     }
-    while let Some(&at) = mark_at.get(marks.len()) {
-        tokio::time::sleep_until(at.into()).await;
+    while marks.len() < mark_at.len() && Instant::now() >= mark_at[marks.len()] {
         marks.push(steal_ticks()?);
     }
-    let cpu = match &meter {
-        Some(m) => m.stop()?.0,
-        None => Vec::new(),
-    };
-    // Let what is in flight finish (bounded), then stop everything.
+    // Let what is in flight finish (bounded), then stop the CPU meter: it
+    // covers the requests due in the window and their answers, not the
+    // idle server while the last steal marks are waited for.
     let grace = Instant::now() + Duration::from_secs(2);
     while Instant::now() < grace {
         let settled = {
@@ -270,6 +267,14 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let cpu = match &meter {
+        Some(m) => m.stop()?.0,
+        None => Vec::new(),
+    };
+    while let Some(&at) = mark_at.get(marks.len()) {
+        tokio::time::sleep_until(at.into()).await;
+        marks.push(steal_ticks()?);
     }
     drop(senders);
     for t in tasks {

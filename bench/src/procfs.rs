@@ -22,6 +22,16 @@ pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
     Some((comm, utime + stime))
 }
 
+/// CPU time, in clock ticks, of a process's children that ended and were
+/// waited for (cutime + cstime, fields 16 and 17 of `/proc/<pid>/stat`).
+pub fn parse_reaped(stat: &str) -> Option<u64> {
+    let close = stat.rfind(')')?;
+    let mut fields = stat.get(close + 1..)?.split_ascii_whitespace();
+    let cutime: u64 = fields.nth(13)?.parse().ok()?;
+    let cstime: u64 = fields.next()?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
 /// Steal time by CPU (`cpu0`, `cpu1`, ...) in clock ticks, from the text of
 /// `/proc/stat`: time the hypervisor ran something else while this vCPU
 /// had work. On a VM whose vCPUs are throttled it shows each stall.
@@ -125,6 +135,14 @@ pub fn process_run_ns(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
+/// CPU seconds of a process's children that ended and were waited for.
+pub fn reaped_cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let ticks = parse_reaped(&stat).with_context(|| format!("cannot parse /proc/{pid}/stat"))?;
+    Ok(ticks as f64 / clock_ticks_per_sec() as f64)
+}
+
 /// Resident set size of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -162,13 +180,17 @@ pub struct ProcessCpu {
     pub cpu_secs: f64,
 }
 
-/// Measures the CPU time of a set of processes (and their children at the
-/// start) across an interval.
+/// Measures the CPU time of a set of processes and of their children
+/// across an interval: the children running at the start by their own
+/// counts, and those that end during it (Redis's AOF rewrite, forked and
+/// waited for) through their parent's count of ended children.
 #[derive(Debug)]
 pub struct CpuMeter {
-    start: Vec<(u32, String, f64)>,
-    /// The processes asked for; their children may vanish, these may not.
-    required: Vec<u32>,
+    /// (pid, name, CPU seconds at the start, parent for a child).
+    start: Vec<(u32, String, f64, Option<u32>)>,
+    /// The processes asked for and their ended children's CPU seconds at
+    /// the start; their children may vanish, these may not.
+    required: Vec<(u32, f64)>,
     at: Instant,
 }
 
@@ -176,45 +198,65 @@ impl CpuMeter {
     /// Reads the CPU time of `pids` and of their direct children now.
     pub fn start(pids: &[u32]) -> Result<Self> {
         let mut start = Vec::new();
+        let mut required = Vec::new();
         for &p in pids {
             let (name, secs) = cpu_secs(p)?;
-            start.push((p, name, secs));
+            start.push((p, name, secs, None));
+            required.push((p, reaped_cpu_secs(p)?));
         }
         // Children come and go (Redis forks for AOF rewrites): one that is
         // gone by the time it is read is skipped, not an error.
         for &p in pids {
             for c in children(p) {
-                if start.iter().any(|(q, _, _)| *q == c) {
+                if start.iter().any(|(q, ..)| *q == c) {
                     continue;
                 }
                 if let Ok((name, secs)) = cpu_secs(c) {
-                    start.push((c, name, secs));
+                    start.push((c, name, secs, Some(p)));
                 }
             }
         }
         Ok(CpuMeter {
             start,
-            required: pids.to_vec(),
+            required,
             at: Instant::now(),
         })
     }
 
     /// CPU seconds each process used since [`CpuMeter::start`], and the wall
-    /// seconds elapsed. A child that exited meanwhile is left out.
+    /// seconds elapsed. A process asked for includes its children that
+    /// ended meanwhile (a child it had at the start only for what it used
+    /// since); a child still running is listed on its own.
     pub fn stop(&self) -> Result<(Vec<ProcessCpu>, f64)> {
         let wall = self.at.elapsed().as_secs_f64();
         let mut out = Vec::new();
-        for (pid, name, before) in &self.start {
-            let now = match cpu_secs(*pid) {
-                Ok((_, now)) => now,
-                Err(_) if !self.required.contains(pid) => continue,
-                Err(e) => return Err(e),
+        // CPU of children listed at the start that ended, before the start.
+        let mut ended_before: Vec<(u32, f64)> = Vec::new();
+        for (pid, name, before, parent) in &self.start {
+            let now = match (cpu_secs(*pid), parent) {
+                (Ok((_, now)), _) => now,
+                (Err(_), Some(parent)) => {
+                    ended_before.push((*parent, *before));
+                    continue;
+                }
+                (Err(e), None) => return Err(e),
             };
             out.push(ProcessCpu {
                 pid: *pid,
                 name: name.clone(),
                 cpu_secs: (now - before).max(0.0),
             });
+        }
+        for (pid, reaped_before) in &self.required {
+            let before_start: f64 = ended_before
+                .iter()
+                .filter(|(p, _)| p == pid)
+                .map(|(_, s)| s)
+                .sum();
+            let reaped = (reaped_cpu_secs(*pid)? - reaped_before - before_start).max(0.0);
+            if let Some(p) = out.iter_mut().find(|p| p.pid == *pid) {
+                p.cpu_secs += reaped;
+            }
         }
         Ok((out, wall))
     }
@@ -364,6 +406,46 @@ mod tests {
         let stat = "1234 (heavyread-read) S 1 1234 1234 0 -1 4194560 2000 0 0 0 \
                     750 250 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
         assert_eq!(parse_stat(stat), Some(("heavyread-read".to_owned(), 1000)));
+    }
+
+    #[test]
+    fn reaped_children_are_read_from_cutime_and_cstime() {
+        let stat = "1234 (redis-server) S 1 1234 1234 0 -1 4194560 2000 0 0 0 \
+                    750 250 30 12 20 0 3 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(parse_reaped(stat), Some(42));
+        assert_eq!(parse_reaped("7 (x) R 1 7 7 0 -1 0 0 0 0 0 3 4"), None);
+    }
+
+    #[test]
+    fn a_child_that_ends_during_the_interval_counts_for_its_parent() {
+        // The shell forks a subshell that spins, waits for it, then says so
+        // and sleeps: the subshell is born after the start and gone by the
+        // stop, like Redis's AOF rewrite child.
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        let script = format!(
+            "sleep 0.3; (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done); touch {}; exec sleep 30",
+            done.display()
+        );
+        let mut sh = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .spawn()
+            .unwrap();
+        let meter = CpuMeter::start(&[sh.id()]).unwrap();
+        let limit = Instant::now() + std::time::Duration::from_secs(60);
+        while !done.exists() {
+            assert!(Instant::now() < limit, "the subshell did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (cpu, _) = meter.stop().unwrap();
+        let _ = sh.kill();
+        let _ = sh.wait();
+        assert_eq!(cpu.len(), 1, "{cpu:?}");
+        assert!(
+            cpu[0].cpu_secs >= 0.05,
+            "the ended child's CPU is not counted: {cpu:?}"
+        );
     }
 
     #[test]

@@ -73,6 +73,16 @@ pub fn fmt_waited(r: &PropagationResult) -> Option<String> {
     })
 }
 
+/// "N polls broke off on a reader's error" when any did.
+pub fn fmt_poll_errors(r: &PropagationResult) -> Option<String> {
+    (r.poll_errors > 0).then(|| {
+        format!(
+            "{} tracked (write, reader) pairs broke off on a reader's error (counted as timeouts)",
+            crate::stats::fmt_count(r.poll_errors as f64)
+        )
+    })
+}
+
 /// "the change already served at the first poll for N of M tracked
 /// (write, reader) pairs (x%)" when the run counted it.
 pub fn fmt_first_polls(r: &PropagationResult) -> Option<String> {
@@ -122,6 +132,11 @@ pub struct PropagationResult {
     pub max_in_flight: usize,
     /// Polls sent.
     pub polls: u64,
+    /// Tracked (write, reader) pairs whose polling broke off on an error
+    /// (the reader's connection failed); each also counts as a timeout of
+    /// that reader, as the change was not seen served.
+    #[serde(default)]
+    pub poll_errors: u64,
     /// Tracked (write, reader) pairs whose first poll was already answered
     /// with the new ETag: the reader had applied the change before the poll
     /// arrived, so that sample is the poll's own round trip on the loaded
@@ -201,9 +216,11 @@ struct Shared {
 /// What one write observed.
 struct Outcome {
     create_ns: u64,
-    /// Per reader: time to serve, or None on timeout.
+    /// Per reader: time to serve, or None on timeout or a poll error.
     seen: Vec<Option<u64>>,
     polls: u64,
+    /// Readers whose polling broke off on an error.
+    poll_errors: u64,
     /// Readers that served the write at their first poll.
     first_hits: u64,
     acked_at: Instant,
@@ -220,27 +237,52 @@ fn ns(d: Duration) -> u64 {
     (d.as_nanos() as u64).max(1)
 }
 
-async fn poll(
-    pool: &Pool,
-    id: &str,
-    etag: &str,
-    acked: Instant,
-    timeout: Duration,
-) -> Result<(Option<u64>, u64)> {
+/// How one reader's polling for a write ended.
+struct Polled {
+    /// Time from the 201 to serving the new ETag; None when not seen served.
+    served: Option<u64>,
+    polls: u64,
+    /// The polling broke off on an error (not a timeout).
+    error: bool,
+}
+
+/// Polls one reader until it serves `etag` for `id`, or `timeout` after
+/// the 201. Each exchange is bounded by what is left of the timeout, so a
+/// reader that stops answering counts as a timeout instead of holding the
+/// run; a connection that fails counts as an error. Neither connection
+/// goes back to the pool (its state is unknown).
+async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Duration) -> Polled {
     let req = get(&format!("/post?id={id}"), &[("If-None-Match", etag)]);
-    let mut conn = pool.take().await?;
     let mut polls = 0;
+    let ended = |polls, error| Polled {
+        served: None,
+        polls,
+        error,
+    };
+    let mut conn = match pool.take().await {
+        Ok(c) => c,
+        Err(_) => return ended(polls, true),
+    };
     loop {
-        let r = conn.exchange(&req, false).await?;
+        let left = timeout.saturating_sub(acked.elapsed());
+        let r = match tokio::time::timeout(left, conn.exchange(&req, false)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => return ended(polls, true),
+            Err(_) => return ended(polls, false),
+        };
         polls += 1;
         if r.status == 304 || (r.status == 200 && r.etag.as_deref() == Some(etag)) {
             let d = ns(acked.elapsed());
             pool.give(conn);
-            return Ok((Some(d), polls));
+            return Polled {
+                served: Some(d),
+                polls,
+                error: false,
+            };
         }
         if acked.elapsed() > timeout {
             pool.give(conn);
-            return Ok((None, polls));
+            return ended(polls, false);
         }
         tokio::task::yield_now().await;
     }
@@ -272,6 +314,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
             create_ns: ns(acked - sent),
             seen: Vec::new(),
             polls: 0,
+            poll_errors: 0,
             first_hits: 0,
             acked_at: acked,
         });
@@ -283,19 +326,20 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
     )
     .await;
     let mut seen = Vec::with_capacity(polls.len());
-    let (mut total, mut first_hits) = (0, 0);
+    let (mut total, mut first_hits, mut poll_errors) = (0, 0, 0);
     for p in polls {
-        let (d, n) = p?;
-        if d.is_some() && n == 1 {
+        if p.served.is_some() && p.polls == 1 {
             first_hits += 1;
         }
-        seen.push(d);
-        total += n;
+        poll_errors += u64::from(p.error);
+        seen.push(p.served);
+        total += p.polls;
     }
     Ok(Outcome {
         create_ns: ns(acked - sent),
         seen,
         polls: total,
+        poll_errors,
         first_hits,
         acked_at: acked,
     })
@@ -371,7 +415,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     let mut all = histogram();
     let mut all_timeouts = 0u64;
     let mut create = histogram();
-    let (mut writes, mut failed, mut polls) = (0u64, 0u64, 0u64);
+    let (mut writes, mut failed, mut polls, mut poll_errors) = (0u64, 0u64, 0u64, 0u64);
     let (mut first_poll_hits, mut tracked_pairs) = (0u64, 0u64);
     let mut last_ack = Instant::now();
     let mut first_error: Option<anyhow::Error> = None;
@@ -380,6 +424,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
             Ok(o) => {
                 writes += 1;
                 polls += o.polls;
+                poll_errors += o.poll_errors;
                 create.record(o.create_ns)?;
                 last_ack = last_ack.max(o.acked_at);
                 if o.seen.is_empty() {
@@ -481,6 +526,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         waited,
         max_in_flight: opts.max_in_flight.max(1),
         polls,
+        poll_errors,
         first_poll_hits: Some(first_poll_hits),
         tracked_pairs: Some(tracked_pairs),
         readers,

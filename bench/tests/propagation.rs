@@ -2,7 +2,9 @@
 //! for, on real sockets: it keeps at most `max_in_flight` writes (and so
 //! writer connections) open, says how many writes waited for one, and still
 //! makes every write, instead of opening a connection per due write until
-//! it runs out of descriptors.
+//! it runs out of descriptors; and a reader that stops answering or breaks
+//! its connections counts as timeouts (and poll errors) of that reader,
+//! without holding the run or failing the writes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,7 +21,7 @@ fn slow_writer(delay: Duration, accepted: Arc<AtomicUsize>) -> SocketAddr {
         accepted.fetch_add(1, Ordering::SeqCst);
         answer_heads(conn, |_| {
             std::thread::sleep(delay);
-            b"HTTP/1.1 201 Created\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n".to_vec()
+            Some(b"HTTP/1.1 201 Created\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n".to_vec())
         });
     })
 }
@@ -28,7 +30,34 @@ fn slow_writer(delay: Duration, accepted: Arc<AtomicUsize>) -> SocketAddr {
 fn reader() -> SocketAddr {
     serve_all(|conn| {
         answer_heads(conn, |_| {
-            b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n".to_vec()
+            Some(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n".to_vec())
+        });
+    })
+}
+
+/// What a failing reader does after its first answers.
+#[derive(Clone, Copy)]
+enum Failing {
+    /// Keeps the connection and never answers.
+    Silent,
+    /// Closes the connection.
+    Closes,
+}
+
+/// A reader like [`reader`] for its first `answers` requests (over all
+/// connections), then failing as `how` says.
+fn failing_reader(answers: usize, how: Failing) -> SocketAddr {
+    let served = Arc::new(AtomicUsize::new(0));
+    serve_all(move |conn| {
+        let served = served.clone();
+        answer_heads(conn, move |_| {
+            if served.fetch_add(1, Ordering::SeqCst) < answers {
+                return Some(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n".to_vec());
+            }
+            if let Failing::Silent = how {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+            None
         });
     })
 }
@@ -48,8 +77,8 @@ fn serve_all(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
 }
 
 /// Reads requests (head, then `Content-Length` bytes of body) and writes
-/// `answer(head)` for each, until the peer closes.
-fn answer_heads(mut conn: TcpStream, answer: impl Fn(&[u8]) -> Vec<u8>) {
+/// `answer(head)` for each, until the peer closes or an answer is `None`.
+fn answer_heads(mut conn: TcpStream, answer: impl Fn(&[u8]) -> Option<Vec<u8>>) {
     conn.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -63,7 +92,9 @@ fn answer_heads(mut conn: TcpStream, answer: impl Fn(&[u8]) -> Vec<u8>) {
             if buf.len() < end + 4 + body {
                 break;
             }
-            let reply = answer(&buf[..end]);
+            let Some(reply) = answer(&buf[..end]) else {
+                return;
+            };
             buf.drain(..end + 4 + body);
             if conn.write_all(&reply).is_err() {
                 return;
@@ -117,4 +148,64 @@ fn a_writer_slower_than_the_rate_gets_at_most_max_in_flight_connections() {
     assert!((1..=4).contains(&n), "{n} writer connections");
     assert!(heavyread_bench::propagation::fmt_waited(&r)
         .is_some_and(|w| w.ends_with("waited for one of the 4 writes in flight to finish")));
+}
+
+/// A run with one good reader and one that fails after the answers the
+/// run's start needs (the first write's poll, then one GET and 1,000 polls
+/// of the round-trip measurement), its polls bounded by a 300 ms timeout.
+fn run_with_failing_reader(how: Failing) -> heavyread_bench::propagation::PropagationResult {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let o = PropagationOptions {
+        writer: slow_writer(Duration::ZERO, accepted),
+        readers: vec![reader(), failing_reader(1 + 1 + 1000, how)],
+        rate: 400,
+        secs: 0.25,
+        ids: 100,
+        body_len: 50,
+        timeout: Duration::from_millis(300),
+        id_prefix: "t-".into(),
+        token: None,
+        prewarm: 1,
+        track_every: 10,
+        redis_url: None,
+        max_in_flight: 64,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            // A poll with no bound of its own would hold the run for good.
+            tokio::time::timeout(Duration::from_secs(30), propagation(&o))
+                .await
+                .expect("the run did not end within 30 s")
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_reader_that_stops_answering_counts_as_timeouts_and_does_not_hold_the_run() {
+    let r = run_with_failing_reader(Failing::Silent);
+    // 100 writes, every 10th tracked: none failed, and every tracked one
+    // timed out on the silent reader only.
+    assert_eq!((r.writes, r.failed), (100, 0), "{r:?}");
+    assert_eq!(r.readers[0].timeouts, 0, "{r:?}");
+    assert_eq!(r.readers[1].timeouts, 10, "{r:?}");
+    assert_eq!(r.all.timeouts, 10, "{r:?}");
+    assert_eq!(r.poll_errors, 0, "{r:?}");
+}
+
+#[test]
+fn a_reader_that_breaks_its_connections_counts_as_poll_errors_not_failed_writes() {
+    let r = run_with_failing_reader(Failing::Closes);
+    assert_eq!((r.writes, r.failed), (100, 0), "{r:?}");
+    assert_eq!(r.readers[0].timeouts, 0, "{r:?}");
+    assert_eq!(r.readers[1].timeouts, 10, "{r:?}");
+    assert_eq!(r.poll_errors, 10, "{r:?}");
+    assert!(
+        heavyread_bench::propagation::fmt_poll_errors(&r).is_some_and(
+            |f| f.starts_with("10 tracked (write, reader) pairs broke off on a reader's error")
+        )
+    );
 }
