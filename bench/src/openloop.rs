@@ -259,6 +259,10 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
     // idle server while the last steal marks are waited for.
     let grace = Instant::now() + Duration::from_secs(2);
     while Instant::now() < grace {
+        // A steal mark due meanwhile is read at its time.
+        while marks.len() < mark_at.len() && Instant::now() >= mark_at[marks.len()] {
+            marks.push(steal_ticks()?);
+        }
         let settled = {
             let s = state.borrow();
             s.backlog.is_empty() && s.idle.len() == o.connections

@@ -197,28 +197,35 @@ pub struct CpuMeter {
 impl CpuMeter {
     /// Reads the CPU time of `pids` and of their direct children now.
     pub fn start(pids: &[u32]) -> Result<Self> {
-        let mut start = Vec::new();
-        let mut required = Vec::new();
+        let mut required: Vec<u32> = Vec::new();
         for &p in pids {
-            let (name, secs) = cpu_secs(p)?;
-            start.push((p, name, secs, None));
-            required.push((p, reaped_cpu_secs(p)?));
-        }
-        // Children come and go (Redis forks for AOF rewrites): one that is
-        // gone by the time it is read is skipped, not an error.
-        for &p in pids {
-            for c in children(p) {
-                if start.iter().any(|(q, ..)| *q == c) {
-                    continue;
-                }
-                if let Ok((name, secs)) = cpu_secs(c) {
-                    start.push((c, name, secs, Some(p)));
-                }
+            if !required.contains(&p) {
+                required.push(p);
             }
         }
+        let (start, reaped) = stable(&required, || {
+            let mut start = Vec::new();
+            for &p in &required {
+                let (name, secs) = cpu_secs(p)?;
+                start.push((p, name, secs, None));
+            }
+            // Children come and go (Redis forks for AOF rewrites): one that
+            // is gone by the time it is read is skipped, not an error.
+            for &p in &required {
+                for c in children(p) {
+                    if start.iter().any(|(q, ..)| *q == c) {
+                        continue;
+                    }
+                    if let Ok((name, secs)) = cpu_secs(c) {
+                        start.push((c, name, secs, Some(p)));
+                    }
+                }
+            }
+            Ok(start)
+        })?;
         Ok(CpuMeter {
             start,
-            required,
+            required: required.into_iter().zip(reaped).collect(),
             at: Instant::now(),
         })
     }
@@ -229,36 +236,60 @@ impl CpuMeter {
     /// since); a child still running is listed on its own.
     pub fn stop(&self) -> Result<(Vec<ProcessCpu>, f64)> {
         let wall = self.at.elapsed().as_secs_f64();
-        let mut out = Vec::new();
-        // CPU of children listed at the start that ended, before the start.
-        let mut ended_before: Vec<(u32, f64)> = Vec::new();
-        for (pid, name, before, parent) in &self.start {
-            let now = match (cpu_secs(*pid), parent) {
-                (Ok((_, now)), _) => now,
-                (Err(_), Some(parent)) => {
-                    ended_before.push((*parent, *before));
-                    continue;
-                }
-                (Err(e), None) => return Err(e),
-            };
-            out.push(ProcessCpu {
-                pid: *pid,
-                name: name.clone(),
-                cpu_secs: (now - before).max(0.0),
-            });
-        }
-        for (pid, reaped_before) in &self.required {
+        let parents: Vec<u32> = self.required.iter().map(|(p, _)| *p).collect();
+        let ((mut out, ended_before), reaped) = stable(&parents, || {
+            let mut out = Vec::new();
+            // CPU of children listed at the start that ended, before the start.
+            let mut ended_before: Vec<(u32, f64)> = Vec::new();
+            for (pid, name, before, parent) in &self.start {
+                let now = match (cpu_secs(*pid), parent) {
+                    (Ok((_, now)), _) => now,
+                    (Err(_), Some(parent)) => {
+                        ended_before.push((*parent, *before));
+                        continue;
+                    }
+                    (Err(e), None) => return Err(e),
+                };
+                out.push(ProcessCpu {
+                    pid: *pid,
+                    name: name.clone(),
+                    cpu_secs: (now - before).max(0.0),
+                });
+            }
+            Ok((out, ended_before))
+        })?;
+        for ((pid, reaped_before), reaped_now) in self.required.iter().zip(reaped) {
             let before_start: f64 = ended_before
                 .iter()
                 .filter(|(p, _)| p == pid)
                 .map(|(_, s)| s)
                 .sum();
-            let reaped = (reaped_cpu_secs(*pid)? - reaped_before - before_start).max(0.0);
+            let reaped = (reaped_now - reaped_before - before_start).max(0.0);
             if let Some(p) = out.iter_mut().find(|p| p.pid == *pid) {
                 p.cpu_secs += reaped;
             }
         }
         Ok((out, wall))
+    }
+}
+
+/// `read()` together with the CPU of `parents`' ended children, taken so
+/// that no child was reaped during the read: a child read alive and then
+/// reaped before its parent's count was read would count twice (on its own
+/// and in the parent's), one reaped before its own read would be missed at
+/// the start. Reads again (up to 5 times) while the parents' counts move
+/// across it.
+fn stable<T>(parents: &[u32], mut read: impl FnMut() -> Result<T>) -> Result<(T, Vec<f64>)> {
+    let reaped = || -> Result<Vec<f64>> { parents.iter().map(|&p| reaped_cpu_secs(p)).collect() };
+    let mut tries = 0;
+    loop {
+        let before = reaped()?;
+        let value = read()?;
+        let after = reaped()?;
+        tries += 1;
+        if before == after || tries == 5 {
+            return Ok((value, after));
+        }
     }
 }
 
@@ -418,13 +449,17 @@ mod tests {
 
     #[test]
     fn a_child_that_ends_during_the_interval_counts_for_its_parent() {
-        // The shell forks a subshell that spins, waits for it, then says so
-        // and sleeps: the subshell is born after the start and gone by the
-        // stop, like Redis's AOF rewrite child.
+        // Once the meter has started, the shell forks a subshell that
+        // spins, waits for it, then says so and sleeps: the subshell is born
+        // after the start and gone by the stop, like Redis's AOF rewrite
+        // child.
         let dir = tempfile::tempdir().unwrap();
         let done = dir.path().join("done");
+        let go = dir.path().join("go");
         let script = format!(
-            "sleep 0.3; (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done); touch {}; exec sleep 30",
+            "while [ ! -e {} ]; do sleep 0.01; done; \
+             (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done); touch {}; exec sleep 30",
+            go.display(),
             done.display()
         );
         let mut sh = std::process::Command::new("sh")
@@ -433,6 +468,7 @@ mod tests {
             .spawn()
             .unwrap();
         let meter = CpuMeter::start(&[sh.id()]).unwrap();
+        std::fs::write(&go, b"").unwrap();
         let limit = Instant::now() + std::time::Duration::from_secs(60);
         while !done.exists() {
             assert!(Instant::now() < limit, "the subshell did not finish");

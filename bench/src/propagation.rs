@@ -259,9 +259,11 @@ async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Durati
         polls,
         error,
     };
-    let mut conn = match pool.take().await {
-        Ok(c) => c,
-        Err(_) => return ended(polls, true),
+    let left = timeout.saturating_sub(acked.elapsed());
+    let mut conn = match tokio::time::timeout(left, pool.take()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(_)) => return ended(polls, true),
+        Err(_) => return ended(polls, false),
     };
     loop {
         let left = timeout.saturating_sub(acked.elapsed());
@@ -398,8 +400,13 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     let first = one_write(shared.clone(), 0, true).await?;
     if first.seen.iter().any(Option::is_none) {
         bail!(
-            "a reader did not serve the first write within {:?}",
-            opts.timeout
+            "a reader did not serve the first write within {:?}{}",
+            opts.timeout,
+            if first.poll_errors > 0 {
+                " (its polling broke off on an error: is it up?)"
+            } else {
+                ""
+            }
         );
     }
     let rtt = poll_rtt(&opts.readers, &format!("{}0", opts.id_prefix), 1000).await?;
