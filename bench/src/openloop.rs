@@ -251,9 +251,6 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
             Err(e) => return Err(e.into()),
         }
     }
-    while marks.len() < mark_at.len() && Instant::now() >= mark_at[marks.len()] {
-        marks.push(steal_ticks()?);
-    }
     // Let what is in flight finish (bounded), then stop the CPU meter: it
     // covers the requests due in the window and their answers, not the
     // idle server while the last steal marks are waited for.

@@ -233,7 +233,8 @@ impl CpuMeter {
     /// CPU seconds each process used since [`CpuMeter::start`], and the wall
     /// seconds elapsed. A process asked for includes its children that
     /// ended meanwhile (a child it had at the start only for what it used
-    /// since); a child still running is listed on its own.
+    /// since); a child still running, born before the start or after it, is
+    /// listed on its own.
     pub fn stop(&self) -> Result<(Vec<ProcessCpu>, f64)> {
         let wall = self.at.elapsed().as_secs_f64();
         let parents: Vec<u32> = self.required.iter().map(|(p, _)| *p).collect();
@@ -256,6 +257,22 @@ impl CpuMeter {
                     cpu_secs: (now - before).max(0.0),
                 });
             }
+            // Children born after the start and still running: all their
+            // CPU is the interval's.
+            for (parent, _) in &self.required {
+                for c in children(*parent) {
+                    if self.start.iter().any(|(q, ..)| *q == c) {
+                        continue;
+                    }
+                    if let Ok((name, secs)) = cpu_secs(c) {
+                        out.push(ProcessCpu {
+                            pid: c,
+                            name,
+                            cpu_secs: secs,
+                        });
+                    }
+                }
+            }
             Ok((out, ended_before))
         })?;
         for ((pid, reaped_before), reaped_now) in self.required.iter().zip(reaped) {
@@ -277,20 +294,20 @@ impl CpuMeter {
 /// that no child was reaped during the read: a child read alive and then
 /// reaped before its parent's count was read would count twice (on its own
 /// and in the parent's), one reaped before its own read would be missed at
-/// the start. Reads again (up to 5 times) while the parents' counts move
-/// across it.
+/// the start. Reads again while the parents' counts move across it (a read
+/// takes microseconds; a child reaped in each of 100 reads in a row is an
+/// error, not a figure).
 fn stable<T>(parents: &[u32], mut read: impl FnMut() -> Result<T>) -> Result<(T, Vec<f64>)> {
     let reaped = || -> Result<Vec<f64>> { parents.iter().map(|&p| reaped_cpu_secs(p)).collect() };
-    let mut tries = 0;
-    loop {
+    for _ in 0..100 {
         let before = reaped()?;
         let value = read()?;
         let after = reaped()?;
-        tries += 1;
-        if before == after || tries == 5 {
+        if before == after {
             return Ok((value, after));
         }
     }
+    anyhow::bail!("the children of {parents:?} kept ending while their CPU was read")
 }
 
 /// Facts about the machine a run was made on.
@@ -465,6 +482,8 @@ mod tests {
         let mut sh = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let meter = CpuMeter::start(&[sh.id()]).unwrap();
@@ -481,6 +500,41 @@ mod tests {
         assert!(
             cpu[0].cpu_secs >= 0.05,
             "the ended child's CPU is not counted: {cpu:?}"
+        );
+    }
+
+    #[test]
+    fn a_child_born_during_the_interval_and_still_running_is_listed() {
+        // Once the meter has started, the shell forks a subshell that spins,
+        // says so and stays (a rewrite child still running at the stop).
+        let dir = tempfile::tempdir().unwrap();
+        let (go, done) = (dir.path().join("go"), dir.path().join("done"));
+        let script = format!(
+            "while [ ! -e {} ]; do sleep 0.01; done; \
+             (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; touch {}; exec sleep 5) & wait",
+            go.display(),
+            done.display()
+        );
+        let mut sh = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let meter = CpuMeter::start(&[sh.id()]).unwrap();
+        std::fs::write(&go, b"").unwrap();
+        let limit = Instant::now() + std::time::Duration::from_secs(60);
+        while !done.exists() {
+            assert!(Instant::now() < limit, "the subshell did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (cpu, _) = meter.stop().unwrap();
+        let _ = sh.kill();
+        let _ = sh.wait();
+        assert!(
+            cpu.iter().any(|p| p.pid != sh.id() && p.cpu_secs >= 0.05),
+            "the running child's CPU is not counted: {cpu:?}"
         );
     }
 

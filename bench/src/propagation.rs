@@ -221,6 +221,8 @@ struct Outcome {
     polls: u64,
     /// Readers whose polling broke off on an error.
     poll_errors: u64,
+    /// Per reader: the error its polling broke off on.
+    errors: Vec<Option<String>>,
     /// Readers that served the write at their first poll.
     first_hits: u64,
     acked_at: Instant,
@@ -242,8 +244,8 @@ struct Polled {
     /// Time from the 201 to serving the new ETag; None when not seen served.
     served: Option<u64>,
     polls: u64,
-    /// The polling broke off on an error (not a timeout).
-    error: bool,
+    /// The error the polling broke off on (not a timeout).
+    error: Option<String>,
 }
 
 /// Polls one reader until it serves `etag` for `id`, or `timeout` after
@@ -262,15 +264,15 @@ async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Durati
     let left = timeout.saturating_sub(acked.elapsed());
     let mut conn = match tokio::time::timeout(left, pool.take()).await {
         Ok(Ok(c)) => c,
-        Ok(Err(_)) => return ended(polls, true),
-        Err(_) => return ended(polls, false),
+        Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
+        Err(_) => return ended(polls, None),
     };
     loop {
         let left = timeout.saturating_sub(acked.elapsed());
         let r = match tokio::time::timeout(left, conn.exchange(&req, false)).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => return ended(polls, true),
-            Err(_) => return ended(polls, false),
+            Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
+            Err(_) => return ended(polls, None),
         };
         polls += 1;
         if r.status == 304 || (r.status == 200 && r.etag.as_deref() == Some(etag)) {
@@ -279,12 +281,12 @@ async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Durati
             return Polled {
                 served: Some(d),
                 polls,
-                error: false,
+                error: None,
             };
         }
         if acked.elapsed() > timeout {
             pool.give(conn);
-            return ended(polls, false);
+            return ended(polls, None);
         }
         tokio::task::yield_now().await;
     }
@@ -317,6 +319,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
             seen: Vec::new(),
             polls: 0,
             poll_errors: 0,
+            errors: Vec::new(),
             first_hits: 0,
             acked_at: acked,
         });
@@ -328,13 +331,15 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
     )
     .await;
     let mut seen = Vec::with_capacity(polls.len());
+    let mut errors = Vec::with_capacity(polls.len());
     let (mut total, mut first_hits, mut poll_errors) = (0, 0, 0);
     for p in polls {
         if p.served.is_some() && p.polls == 1 {
             first_hits += 1;
         }
-        poll_errors += u64::from(p.error);
+        poll_errors += u64::from(p.error.is_some());
         seen.push(p.served);
+        errors.push(p.error);
         total += p.polls;
     }
     Ok(Outcome {
@@ -342,6 +347,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
         seen,
         polls: total,
         poll_errors,
+        errors,
         first_hits,
         acked_at: acked,
     })
@@ -398,15 +404,21 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     // Write the first id and wait until every reader serves it, then
     // measure the polling floor on it.
     let first = one_write(shared.clone(), 0, true).await?;
-    if first.seen.iter().any(Option::is_none) {
+    let missed: Vec<String> = first
+        .seen
+        .iter()
+        .zip(&first.errors)
+        .zip(&opts.readers)
+        .filter(|((seen, _), _)| seen.is_none())
+        .map(|((_, error), addr)| match error {
+            Some(e) => format!("reader {addr}: {e}"),
+            None => format!("reader {addr}: not served within {:?}", opts.timeout),
+        })
+        .collect();
+    if !missed.is_empty() {
         bail!(
-            "a reader did not serve the first write within {:?}{}",
-            opts.timeout,
-            if first.poll_errors > 0 {
-                " (its polling broke off on an error: is it up?)"
-            } else {
-                ""
-            }
+            "the first write did not reach every reader: {}",
+            missed.join("; ")
         );
     }
     let rtt = poll_rtt(&opts.readers, &format!("{}0", opts.id_prefix), 1000).await?;

@@ -996,7 +996,10 @@ fn targets_section(o: &mut String, r: &Results) {
             let notes: Vec<String> = ng_cpu
                 .map(|n| format!("{:.2}× nginx", w.cpu_us_per_req / n.cpu_us_per_req))
                 .into_iter()
-                .chain(fl.map(|f| floor_note(r, "read", w, f)))
+                .chain(
+                    fl.filter(|f| f.cpu_us_per_req > 0.0)
+                        .map(|f| floor_note(r, "read", w, f)),
+                )
                 .chain(r.wrk("read-reader-hot").map(hot_note))
                 .collect();
             cpu_with_notes(w, &notes)
@@ -1021,6 +1024,7 @@ fn targets_section(o: &mut String, r: &Results) {
         target: "≤ 0.7 µs".into(),
         measured: pr.map(|w| {
             let notes: Vec<String> = pf
+                .filter(|f| f.cpu_us_per_req > 0.0)
                 .map(|f| floor_note(r, "pipe", w, f))
                 .into_iter()
                 .chain(r.wrk("pipe-reader-hot").map(hot_note))
@@ -1130,11 +1134,11 @@ fn targets_section(o: &mut String, r: &Results) {
                 cpu_latency_clause(p.cpu_latency_us)
             )
         }),
-        // Judged only with samples, and met only when every tracked write
-        // reached every reader, none failed and the run kept its rate: a
-        // timed-out write is no sample, so the percentiles alone would
-        // leave out the slowest changes.
-        met: prop.filter(|p| p.all.latency.count > 0).map(|p| {
+        // Met only when every tracked write reached every reader, none
+        // failed and the run kept its rate: a timed-out write is no sample,
+        // so the percentiles alone would leave out the slowest changes. A
+        // run with neither samples nor timeouts tracked nothing.
+        met: prop.filter(|p| p.all.latency.count > 0 || p.all.timeouts > 0).map(|p| {
             p.all.timeouts == 0
                 && p.failed == 0
                 && at_rate(p)
@@ -2850,10 +2854,15 @@ mod tests {
         assert!(row.contains("(4,000 writes/s achieved)"), "{row}");
         assert!(row.ends_with("| **not met** |"), "{row}");
 
-        // Every tracked write timed out: no samples, nothing to judge.
+        // Every tracked write timed out: no samples, and not met.
         let mut p = good();
         p.all.latency = Summary::default();
         p.all.timeouts = 10_000;
+        r.propagation = vec![p];
+        assert!(verdict(&r).ends_with("| **not met** |"), "{}", verdict(&r));
+        // Nothing tracked at all: nothing to judge.
+        let mut p = good();
+        p.all.latency = Summary::default();
         r.propagation = vec![p];
         assert!(
             verdict(&r).ends_with("| not measured in this run |"),

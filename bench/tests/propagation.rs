@@ -209,3 +209,40 @@ fn a_reader_that_breaks_its_connections_counts_as_poll_errors_not_failed_writes(
         )
     );
 }
+
+#[test]
+fn a_reader_that_fails_the_first_write_is_named_with_its_error() {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let broken = failing_reader(0, Failing::Closes);
+    let o = PropagationOptions {
+        writer: slow_writer(Duration::ZERO, accepted),
+        readers: vec![reader(), broken],
+        rate: 400,
+        secs: 0.25,
+        ids: 100,
+        body_len: 50,
+        timeout: Duration::from_secs(5),
+        id_prefix: "t-".into(),
+        token: None,
+        prewarm: 1,
+        track_every: 10,
+        redis_url: None,
+        max_in_flight: 64,
+    };
+    let e = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(propagation(&o))
+        .expect_err("a run whose reader closes every connection went on");
+    let msg = format!("{e:#}");
+    // The broken reader, by address, with what went wrong; not the good one.
+    assert!(
+        msg.starts_with(&format!(
+            "the first write did not reach every reader: reader {broken}: "
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains("not served within"), "{msg}");
+}
