@@ -464,21 +464,20 @@ mod tests {
         assert_eq!(parse_reaped("7 (x) R 1 7 7 0 -1 0 0 0 0 0 3 4"), None);
     }
 
-    #[test]
-    fn a_child_that_ends_during_the_interval_counts_for_its_parent() {
-        // Once the meter has started, the shell forks a subshell that
-        // spins, waits for it, then says so and sleeps: the subshell is born
-        // after the start and gone by the stop, like Redis's AOF rewrite
-        // child.
+    /// Runs a shell that waits for a `go` file, then forks a subshell that
+    /// spins and then runs `subshell_then`, then itself runs `shell_then`;
+    /// one of the two touches `DONE` (the done file). Meters the shell from
+    /// before `go` to after the done file appears; returns the CPU read and
+    /// the shell's pid.
+    fn meter_a_spinning_child(subshell_then: &str, shell_then: &str) -> (Vec<ProcessCpu>, u32) {
         let dir = tempfile::tempdir().unwrap();
-        let done = dir.path().join("done");
-        let go = dir.path().join("go");
+        let (go, done) = (dir.path().join("go"), dir.path().join("done"));
         let script = format!(
             "while [ ! -e {} ]; do sleep 0.01; done; \
-             (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done); touch {}; exec sleep 30",
+             (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done{subshell_then}){shell_then}",
             go.display(),
-            done.display()
-        );
+        )
+        .replace("DONE", &done.display().to_string());
         let mut sh = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
@@ -494,8 +493,18 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let (cpu, _) = meter.stop().unwrap();
+        let pid = sh.id();
         let _ = sh.kill();
         let _ = sh.wait();
+        (cpu, pid)
+    }
+
+    #[test]
+    fn a_child_that_ends_during_the_interval_counts_for_its_parent() {
+        // The subshell is born after the start and gone by the stop, like
+        // Redis's AOF rewrite child: the shell waits for it, then says so
+        // and sleeps.
+        let (cpu, _) = meter_a_spinning_child("", "; touch DONE; exec sleep 30");
         assert_eq!(cpu.len(), 1, "{cpu:?}");
         assert!(
             cpu[0].cpu_secs >= 0.05,
@@ -505,35 +514,11 @@ mod tests {
 
     #[test]
     fn a_child_born_during_the_interval_and_still_running_is_listed() {
-        // Once the meter has started, the shell forks a subshell that spins,
-        // says so and stays (a rewrite child still running at the stop).
-        let dir = tempfile::tempdir().unwrap();
-        let (go, done) = (dir.path().join("go"), dir.path().join("done"));
-        let script = format!(
-            "while [ ! -e {} ]; do sleep 0.01; done; \
-             (i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; touch {}; exec sleep 5) & wait",
-            go.display(),
-            done.display()
-        );
-        let mut sh = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let meter = CpuMeter::start(&[sh.id()]).unwrap();
-        std::fs::write(&go, b"").unwrap();
-        let limit = Instant::now() + std::time::Duration::from_secs(60);
-        while !done.exists() {
-            assert!(Instant::now() < limit, "the subshell did not finish");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let (cpu, _) = meter.stop().unwrap();
-        let _ = sh.kill();
-        let _ = sh.wait();
+        // The subshell says so itself and stays (a rewrite child still
+        // running at the stop).
+        let (cpu, sh) = meter_a_spinning_child("; touch DONE; exec sleep 5", " & wait");
         assert!(
-            cpu.iter().any(|p| p.pid != sh.id() && p.cpu_secs >= 0.05),
+            cpu.iter().any(|p| p.pid != sh && p.cpu_secs >= 0.05),
             "the running child's CPU is not counted: {cpu:?}"
         );
     }

@@ -107,33 +107,52 @@ fn answer_heads(mut conn: TcpStream, answer: impl Fn(&[u8]) -> Option<Vec<u8>>) 
     }
 }
 
+/// The options of these runs: 400 writes/s for 0.25 s (100 writes), every
+/// 10th tracked, up to 64 in flight.
+fn options(writer: SocketAddr, readers: Vec<SocketAddr>, timeout: Duration) -> PropagationOptions {
+    PropagationOptions {
+        writer,
+        readers,
+        rate: 400,
+        secs: 0.25,
+        ids: 100,
+        body_len: 50,
+        timeout,
+        id_prefix: "t-".into(),
+        token: None,
+        prewarm: 1,
+        track_every: 10,
+        redis_url: None,
+        max_in_flight: 64,
+    }
+}
+
+/// One propagation run on its own runtime.
+fn run(o: &PropagationOptions) -> anyhow::Result<heavyread_bench::propagation::PropagationResult> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            // A poll with no bound of its own would hold the run for good.
+            tokio::time::timeout(Duration::from_secs(30), propagation(o))
+                .await
+                .expect("the run did not end within 30 s")
+        })
+}
+
 #[test]
 fn a_writer_slower_than_the_rate_gets_at_most_max_in_flight_connections() {
     let accepted = Arc::new(AtomicUsize::new(0));
     // 4 writes in flight of 5 ms each: at most 800 writes/s, asked for 4,000.
     let writer = slow_writer(Duration::from_millis(5), accepted.clone());
     let o = PropagationOptions {
-        writer,
-        readers: vec![reader()],
         rate: 4000,
-        secs: 0.25,
-        ids: 100,
-        body_len: 50,
-        timeout: Duration::from_secs(5),
-        id_prefix: "t-".into(),
-        token: None,
-        prewarm: 1,
-        track_every: 10,
-        redis_url: None,
         max_in_flight: 4,
+        ..options(writer, vec![reader()], Duration::from_secs(5))
     };
-    let r = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(propagation(&o))
-        .unwrap();
+    let r = run(&o).unwrap();
     // Every due write was made, none failed, and the tool says the cap held
     // writes back: the rate was not achieved.
     assert_eq!(r.writes, 1000, "{r:?}");
@@ -154,34 +173,9 @@ fn a_writer_slower_than_the_rate_gets_at_most_max_in_flight_connections() {
 /// run's start needs (the first write's poll, then one GET and 1,000 polls
 /// of the round-trip measurement), its polls bounded by a 300 ms timeout.
 fn run_with_failing_reader(how: Failing) -> heavyread_bench::propagation::PropagationResult {
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let o = PropagationOptions {
-        writer: slow_writer(Duration::ZERO, accepted),
-        readers: vec![reader(), failing_reader(1 + 1 + 1000, how)],
-        rate: 400,
-        secs: 0.25,
-        ids: 100,
-        body_len: 50,
-        timeout: Duration::from_millis(300),
-        id_prefix: "t-".into(),
-        token: None,
-        prewarm: 1,
-        track_every: 10,
-        redis_url: None,
-        max_in_flight: 64,
-    };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            // A poll with no bound of its own would hold the run for good.
-            tokio::time::timeout(Duration::from_secs(30), propagation(&o))
-                .await
-                .expect("the run did not end within 30 s")
-        })
-        .unwrap()
+    let writer = slow_writer(Duration::ZERO, Arc::new(AtomicUsize::new(0)));
+    let readers = vec![reader(), failing_reader(1 + 1 + 1000, how)];
+    run(&options(writer, readers, Duration::from_millis(300))).unwrap()
 }
 
 #[test]
@@ -212,30 +206,10 @@ fn a_reader_that_breaks_its_connections_counts_as_poll_errors_not_failed_writes(
 
 #[test]
 fn a_reader_that_fails_the_first_write_is_named_with_its_error() {
-    let accepted = Arc::new(AtomicUsize::new(0));
+    let writer = slow_writer(Duration::ZERO, Arc::new(AtomicUsize::new(0)));
     let broken = failing_reader(0, Failing::Closes);
-    let o = PropagationOptions {
-        writer: slow_writer(Duration::ZERO, accepted),
-        readers: vec![reader(), broken],
-        rate: 400,
-        secs: 0.25,
-        ids: 100,
-        body_len: 50,
-        timeout: Duration::from_secs(5),
-        id_prefix: "t-".into(),
-        token: None,
-        prewarm: 1,
-        track_every: 10,
-        redis_url: None,
-        max_in_flight: 64,
-    };
-    let e = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(propagation(&o))
-        .expect_err("a run whose reader closes every connection went on");
+    let o = options(writer, vec![reader(), broken], Duration::from_secs(5));
+    let e = run(&o).expect_err("a run whose reader closes every connection went on");
     let msg = format!("{e:#}");
     // The broken reader, by address, with what went wrong; not the good one.
     assert!(
