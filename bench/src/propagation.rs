@@ -73,7 +73,7 @@ pub fn fmt_waited(r: &PropagationResult) -> Option<String> {
     })
 }
 
-/// "N polls broke off on a reader's error" when any did.
+/// "N tracked (write, reader) pairs broke off on a reader's error" when any did.
 pub fn fmt_poll_errors(r: &PropagationResult) -> Option<String> {
     (r.poll_errors > 0).then(|| {
         format!(
@@ -219,8 +219,6 @@ struct Outcome {
     /// Per reader: time to serve, or None on timeout or a poll error.
     seen: Vec<Option<u64>>,
     polls: u64,
-    /// Readers whose polling broke off on an error.
-    poll_errors: u64,
     /// Per reader: the error its polling broke off on.
     errors: Vec<Option<String>>,
     /// Readers that served the write at their first poll.
@@ -318,7 +316,6 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
             create_ns: ns(acked - sent),
             seen: Vec::new(),
             polls: 0,
-            poll_errors: 0,
             errors: Vec::new(),
             first_hits: 0,
             acked_at: acked,
@@ -332,12 +329,11 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
     .await;
     let mut seen = Vec::with_capacity(polls.len());
     let mut errors = Vec::with_capacity(polls.len());
-    let (mut total, mut first_hits, mut poll_errors) = (0, 0, 0);
+    let (mut total, mut first_hits) = (0, 0);
     for p in polls {
         if p.served.is_some() && p.polls == 1 {
             first_hits += 1;
         }
-        poll_errors += u64::from(p.error.is_some());
         seen.push(p.served);
         errors.push(p.error);
         total += p.polls;
@@ -346,7 +342,6 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
         create_ns: ns(acked - sent),
         seen,
         polls: total,
-        poll_errors,
         errors,
         first_hits,
         acked_at: acked,
@@ -438,12 +433,16 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     let (mut first_poll_hits, mut tracked_pairs) = (0u64, 0u64);
     let mut last_ack = Instant::now();
     let mut first_error: Option<anyhow::Error> = None;
+    let mut first_poll_error: Option<String> = None;
     let mut absorb = |r: Result<Result<Outcome>, tokio::task::JoinError>| -> Result<()> {
         match r? {
             Ok(o) => {
                 writes += 1;
                 polls += o.polls;
-                poll_errors += o.poll_errors;
+                for e in o.errors.into_iter().flatten() {
+                    poll_errors += 1;
+                    first_poll_error.get_or_insert(e);
+                }
                 create.record(o.create_ns)?;
                 last_ack = last_ack.max(o.acked_at);
                 if o.seen.is_empty() {
@@ -518,6 +517,9 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     }
     if let Some(e) = &first_error {
         tracing::warn!(failed, error = %e, "some writes failed");
+    }
+    if let Some(e) = &first_poll_error {
+        tracing::warn!(poll_errors, error = %e, "some polls broke off on an error");
     }
     let elapsed = last_ack.saturating_duration_since(start).as_secs_f64();
     let steal_ms = steal.stop()?;
