@@ -1179,6 +1179,18 @@ impl Direct {
     }
 }
 
+/// True when `e` is a socket call that a signal interrupted (EINTR). Linux
+/// fails a socket read that has a timeout this way when the process is
+/// stopped and continued, whatever its signal handlers (signal(7)); the
+/// client library keeps no other trace of the io error's kind than its
+/// message.
+fn interrupted(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        && std::error::Error::source(e).is_some_and(|source| {
+            source.to_string() == std::io::Error::from_raw_os_error(libc::EINTR).to_string()
+        })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn pubsub_thread(
     client: redis::Client,
@@ -1238,6 +1250,10 @@ fn pubsub_thread(
                     }
                     ps.set_read_timeout(Some(cfg.ping_interval))?;
                 }
+                // Stopped and continued (SIGSTOP or SIGTSTP, then SIGCONT):
+                // the wait for a message ended early, nothing was lost (the
+                // client keeps what it had read of a message), wait again.
+                Err(e) if interrupted(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -1,0 +1,60 @@
+//! A reader process that is stopped and continued (SIGSTOP or a terminal's
+//! SIGTSTP, then SIGCONT: a debugger, Ctrl-Z and `fg`, a supervisor pausing
+//! it) keeps its subscription. Linux ends the sync thread's wait for a
+//! message, a socket read with a timeout, with EINTR when the process
+//! continues; that is no lost connection. In a file of its own: stopping
+//! the process stops every test running in it.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use heavyread_sync::testing::RedisServer;
+use heavyread_sync::Keys;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_and_continued_process_keeps_its_subscription() {
+    let redis = RedisServer::start();
+    let keys = Keys::new("hr").unwrap();
+    let p = publisher(&redis, "hr", 1000).await;
+    let mut cfg = sync_config(&redis, "hr");
+    // No ping while the test runs: the sync thread waits in its read for a
+    // message all along.
+    cfg.ping_interval = Duration::from_secs(60);
+    let sub = spawn(cfg);
+    wait_bootstrapped(&sub);
+    p.put("before", &body("before", 0)).await.unwrap();
+    wait_converged(&redis, &sub, &keys, LIMIT);
+    let counters = counters(&sub);
+    let reconnects = counters.counters.reconnects.load(Ordering::Relaxed);
+    assert!(sub.status().snapshot().connected);
+
+    for i in 0..5u64 {
+        // Another process stops this one, and continues it 50 ms later.
+        let pid = std::process::id();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -STOP {pid}; sleep 0.05; kill -CONT {pid}"))
+            .status()
+            .expect("run sh");
+        assert!(status.success(), "{status}");
+        // A change made after each pause arrives.
+        let id = format!("after-{i}");
+        p.put(&id, &body(&id, i)).await.unwrap();
+        wait_converged(&redis, &sub, &keys, LIMIT);
+    }
+
+    assert_eq!(
+        counters.counters.reconnects.load(Ordering::Relaxed),
+        reconnects,
+        "the subscription was dropped and made again: {:?}",
+        sub.status().snapshot()
+    );
+    assert_eq!(counters.counters.full_resyncs.load(Ordering::Relaxed), 1);
+    assert!(sub.status().snapshot().connected);
+}
