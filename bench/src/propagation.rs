@@ -186,15 +186,17 @@ impl Pool {
         })
     }
 
-    async fn take(&self) -> Result<Conn> {
+    /// An idle connection, or a new one when none is idle; and whether it
+    /// was idle (the server may have closed it meanwhile).
+    async fn take(&self) -> Result<(Conn, bool)> {
         let c = self
             .idle
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?
             .pop();
         match c {
-            Some(c) => Ok(c),
-            None => Conn::connect(self.addr).await,
+            Some(c) => Ok((c, true)),
+            None => Ok((Conn::connect(self.addr).await?, false)),
         }
     }
 
@@ -251,6 +253,14 @@ struct Polled {
 /// reader that stops answering counts as a timeout instead of holding the
 /// run; a connection that fails counts as an error. Neither connection
 /// goes back to the pool (its state is unknown).
+///
+/// A connection taken idle from the pool may have been closed by the
+/// reader while it waited (a reader closes a connection that sends no
+/// request within its header timeout, 10 s by default, and a run at a rate
+/// its writes cannot keep reaches prewarmed connections late): when the
+/// first poll on it fails before any byte of an answer came back, the poll
+/// (a GET, which the reader may answer twice) is sent again once, on a new
+/// connection.
 async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Duration) -> Polled {
     let req = get(&format!("/post?id={id}"), &[("If-None-Match", etag)]);
     let mut polls = 0;
@@ -260,18 +270,30 @@ async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Durati
         error,
     };
     let left = timeout.saturating_sub(acked.elapsed());
-    let mut conn = match tokio::time::timeout(left, pool.take()).await {
+    let (mut conn, mut was_idle) = match tokio::time::timeout(left, pool.take()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
         Err(_) => return ended(polls, None),
     };
     loop {
         let left = timeout.saturating_sub(acked.elapsed());
+        let received = conn.received;
         let r = match tokio::time::timeout(left, conn.exchange(&req, false)).await {
             Ok(Ok(r)) => r,
+            Ok(Err(_)) if was_idle && conn.received == received => {
+                was_idle = false;
+                let left = timeout.saturating_sub(acked.elapsed());
+                conn = match tokio::time::timeout(left, Conn::connect(pool.addr)).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
+                    Err(_) => return ended(polls, None),
+                };
+                continue;
+            }
             Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
             Err(_) => return ended(polls, None),
         };
+        was_idle = false;
         polls += 1;
         if r.status == 304 || (r.status == 200 && r.etag.as_deref() == Some(etag)) {
             let d = ns(acked.elapsed());
@@ -302,7 +324,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
         o.token.as_deref(),
     );
     req.extend_from_slice(&body);
-    let mut conn = s.writer.take().await?;
+    let (mut conn, _) = s.writer.take().await?;
     let sent = Instant::now();
     let resp = conn.exchange(&req, false).await?;
     let acked = Instant::now();

@@ -4,8 +4,11 @@
 //! makes every write, instead of opening a connection per due write until
 //! it runs out of descriptors; and a reader that stops answering or breaks
 //! its connections counts as timeouts (and poll errors) of that reader,
-//! without holding the run or failing the writes.
+//! without holding the run or failing the writes; and a prewarmed
+//! connection the reader closed before the run came to use it costs no
+//! poll error.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,6 +61,33 @@ fn failing_reader(answers: usize, how: Failing) -> SocketAddr {
                 std::thread::sleep(Duration::from_secs(3600));
             }
             None
+        });
+    })
+}
+
+/// A reader like [`reader`] that answers after `delay`, and that closes the
+/// connections it accepted before a second connection sent its first
+/// request, and that had sent none by then, when they send one: as the
+/// reader closes a connection that sends no request within its header
+/// timeout, while the run's pool kept it idle. Counts those it closed.
+fn reader_closing_stale_connections(delay: Duration, closed: Arc<AtomicUsize>) -> SocketAddr {
+    // Connections that have sent a request; the second one ends the epoch
+    // in which the stale connections were accepted.
+    let used = Arc::new(AtomicUsize::new(0));
+    serve_all(move |conn| {
+        let stale_epoch = used.load(Ordering::SeqCst) < 2;
+        let first = Cell::new(true);
+        let (used, closed) = (used.clone(), closed.clone());
+        answer_heads(conn, move |_| {
+            if first.replace(false) {
+                let before = used.fetch_add(1, Ordering::SeqCst);
+                if stale_epoch && before >= 2 {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                    return None;
+                }
+            }
+            std::thread::sleep(delay);
+            Some(b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n".to_vec())
         });
     })
 }
@@ -219,4 +249,31 @@ fn a_reader_that_fails_the_first_write_is_named_with_its_error() {
         "{msg}"
     );
     assert!(!msg.contains("not served within"), "{msg}");
+}
+
+#[test]
+fn a_prewarmed_connection_the_reader_closed_is_replaced_not_counted_as_an_error() {
+    let writer = slow_writer(Duration::ZERO, Arc::new(AtomicUsize::new(0)));
+    let closed = Arc::new(AtomicUsize::new(0));
+    // The first write's poll uses one prewarmed connection and the
+    // round-trip measurement its own (the second): the other 7 are stale
+    // from then on. Every write tracked, each poll answered after 2 ms:
+    // polls overlap, and the run takes stale connections from the pool.
+    let readers = vec![reader_closing_stale_connections(
+        Duration::from_millis(2),
+        closed.clone(),
+    )];
+    let o = PropagationOptions {
+        prewarm: 8,
+        track_every: 1,
+        rate: 2000,
+        ..options(writer, readers, Duration::from_secs(5))
+    };
+    let r = run(&o).unwrap();
+    let closed = closed.load(Ordering::SeqCst);
+    assert!(closed > 0, "the run used no stale connection: {r:?}");
+    assert_eq!((r.writes, r.failed), (500, 0), "{r:?}");
+    assert_eq!(r.poll_errors, 0, "{closed} stale connections: {r:?}");
+    assert_eq!(r.all.timeouts, 0, "{r:?}");
+    assert_eq!(r.all.latency.count, 500, "{r:?}");
 }
