@@ -1181,9 +1181,11 @@ impl Direct {
 
 /// True when `e` is a socket call that a signal interrupted (EINTR). Linux
 /// fails a socket read that has a timeout this way when the process is
-/// stopped and continued, whatever its signal handlers (signal(7)); the
-/// client library keeps no other trace of the io error's kind than its
-/// message.
+/// stopped and continued, whatever its signal handlers (signal(7)). The
+/// client library does not make the io error's kind public; its message is
+/// compared. Only the wait for a message is resumed: a stop that lands in
+/// the short read of a PING's answer or of a command's still ends the
+/// session (the session after it catches up from the log).
 fn interrupted(e: &redis::RedisError) -> bool {
     e.is_io_error()
         && std::error::Error::source(e).is_some_and(|source| {
@@ -1214,12 +1216,22 @@ fn pubsub_thread(
             return Ok(());
         }
         ps.set_read_timeout(Some(cfg.ping_interval))?;
+        // The wait for a message since the last message or PING ends in a
+        // PING at `idle_until`; `cut` when the read timeout was set to what
+        // was left of it.
+        let mut idle_until = Instant::now() + cfg.ping_interval;
+        let mut cut = false;
         loop {
             if done() {
                 return Ok(());
             }
-            match ps.get_message() {
+            let idle = match ps.get_message() {
                 Ok(msg) => {
+                    idle_until = Instant::now() + cfg.ping_interval;
+                    if cut {
+                        cut = false;
+                        ps.set_read_timeout(Some(cfg.ping_interval))?;
+                    }
                     if msg.get_channel_name() != channel {
                         continue;
                     }
@@ -1235,26 +1247,39 @@ fn pubsub_thread(
                     if tx.send(Event::Message(payload.to_vec(), received)).is_err() {
                         return Ok(());
                     }
+                    false
                 }
-                Err(e) if e.is_timeout() => {
-                    // Idle: prove the connection is alive. A cut network only shows here.
-                    ps.set_read_timeout(Some(cfg.ping_timeout))?;
-                    if let Err(e) = ps.ping_message::<Value>("heavyread") {
-                        if e.is_timeout() {
-                            SyncStatus::add(&status.counters.ping_timeouts);
-                        }
-                        return Err(e.into());
-                    }
-                    if tx.send(Event::Alive(Instant::now())).is_err() {
-                        return Ok(());
-                    }
-                    ps.set_read_timeout(Some(cfg.ping_interval))?;
-                }
+                Err(e) if e.is_timeout() => true,
                 // Stopped and continued (SIGSTOP or SIGTSTP, then SIGCONT):
-                // the wait for a message ended early, nothing was lost (the
-                // client keeps what it had read of a message), wait again.
-                Err(e) if interrupted(&e) => {}
+                // the wait ended early and nothing was lost (the client
+                // keeps what it had read of a message). It goes on for what
+                // is left of it, so that stops closer together than the
+                // ping interval do not hold the PING off for good.
+                Err(e) if interrupted(&e) => {
+                    let left = idle_until.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        cut = true;
+                        ps.set_read_timeout(Some(left))?;
+                    }
+                    left.is_zero()
+                }
                 Err(e) => return Err(e.into()),
+            };
+            if idle {
+                // Idle: prove the connection is alive. A cut network only shows here.
+                ps.set_read_timeout(Some(cfg.ping_timeout))?;
+                if let Err(e) = ps.ping_message::<Value>("heavyread") {
+                    if e.is_timeout() {
+                        SyncStatus::add(&status.counters.ping_timeouts);
+                    }
+                    return Err(e.into());
+                }
+                if tx.send(Event::Alive(Instant::now())).is_err() {
+                    return Ok(());
+                }
+                ps.set_read_timeout(Some(cfg.ping_interval))?;
+                idle_until = Instant::now() + cfg.ping_interval;
+                cut = false;
             }
         }
     })();

@@ -58,3 +58,35 @@ async fn a_stopped_and_continued_process_keeps_its_subscription() {
     assert_eq!(counters.counters.full_resyncs.load(Ordering::Relaxed), 1);
     assert!(sub.status().snapshot().connected);
 }
+
+/// Stops closer together than the ping interval still let the idle wait end
+/// in a PING: each wait goes on for what is left of it instead of starting
+/// over, so the reader's contact with Redis (which its readiness is judged
+/// by) stays fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_closer_together_than_the_ping_interval_do_not_hold_the_ping_off() {
+    let redis = RedisServer::start();
+    // A PING after 200 ms without a message.
+    let sub = spawn(sync_config(&redis, "hr"));
+    wait_bootstrapped(&sub);
+    let pid = std::process::id();
+    let start = std::time::Instant::now();
+    let mut stops = 0;
+    // A stop of 50 ms every 50 ms or so (the time to start sh), for 3 s.
+    while start.elapsed() < Duration::from_secs(3) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -STOP {pid}; sleep 0.05; kill -CONT {pid}"))
+            .status()
+            .expect("run sh");
+        assert!(status.success(), "{status}");
+        stops += 1;
+    }
+    let snapshot = sub.status().snapshot();
+    let since = snapshot.since_contact.expect("a contact time");
+    assert!(
+        since < Duration::from_secs(1),
+        "no contact for {since:?} after {stops} stops in {:?}: {snapshot:?}",
+        start.elapsed()
+    );
+}
