@@ -797,6 +797,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                 propagation::fmt_waited(&r)
                     .into_iter()
                     .chain(propagation::fmt_poll_errors(&r))
+                    .chain(propagation::fmt_replaced(&r))
                     .map(|w| format!("{w}, "))
                     .collect::<String>(),
                 r.achieved_rate,

@@ -83,6 +83,17 @@ pub fn fmt_poll_errors(r: &PropagationResult) -> Option<String> {
     })
 }
 
+/// "N polls sent again on a new connection ..." when the reader had closed
+/// a connection the run took from its pool.
+pub fn fmt_replaced(r: &PropagationResult) -> Option<String> {
+    (r.replaced_connections > 0).then(|| {
+        format!(
+            "{} polls sent again on a new connection (the reader had closed the idle one)",
+            crate::stats::fmt_count(r.replaced_connections as f64)
+        )
+    })
+}
+
 /// "the change already served at the first poll for N of M tracked
 /// (write, reader) pairs (x%)" when the run counted it.
 pub fn fmt_first_polls(r: &PropagationResult) -> Option<String> {
@@ -137,6 +148,10 @@ pub struct PropagationResult {
     /// that reader, as the change was not seen served.
     #[serde(default)]
     pub poll_errors: u64,
+    /// Polls whose connection, taken idle from the pool, turned out closed
+    /// by the reader, and that were sent again on a new one (see [`poll`]).
+    #[serde(default)]
+    pub replaced_connections: u64,
     /// Tracked (write, reader) pairs whose first poll was already answered
     /// with the new ETag: the reader had applied the change before the poll
     /// arrived, so that sample is the poll's own round trip on the loaded
@@ -168,17 +183,23 @@ pub struct PropagationResult {
     pub cpu_latency_us: Option<i64>,
 }
 
-/// Idle keep-alive connections to one server.
+/// How long a connection may wait idle in a pool: half the reader's and
+/// the writer's 10-s header timeout, after which they close a connection
+/// that sent no request.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+
+/// Idle keep-alive connections to one server, each with when it went idle;
+/// the last one given back is taken first.
 struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<Conn>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
 impl Pool {
     async fn new(addr: SocketAddr, prewarm: usize) -> Result<Pool> {
         let mut idle = Vec::with_capacity(prewarm);
         for _ in 0..prewarm {
-            idle.push(Conn::connect(addr).await?);
+            idle.push((Conn::connect(addr).await?, Instant::now()));
         }
         Ok(Pool {
             addr,
@@ -186,23 +207,26 @@ impl Pool {
         })
     }
 
-    /// An idle connection, or a new one when none is idle; and whether it
-    /// was idle (the server may have closed it meanwhile).
+    /// An idle connection, or a new one when none has been idle for less
+    /// than [`MAX_IDLE`] (older ones are closed); and whether it was idle
+    /// (the server may have closed it all the same).
     async fn take(&self) -> Result<(Conn, bool)> {
-        let c = self
-            .idle
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .pop();
+        let c = {
+            let mut idle = self.idle.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            // Given back in time order: the stale ones are at the start.
+            let stale = idle.partition_point(|(_, since)| since.elapsed() >= MAX_IDLE);
+            idle.drain(..stale);
+            idle.pop()
+        };
         match c {
-            Some(c) => Ok((c, true)),
+            Some((c, _)) => Ok((c, true)),
             None => Ok((Conn::connect(self.addr).await?, false)),
         }
     }
 
     fn give(&self, c: Conn) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.push(c);
+            idle.push((c, Instant::now()));
         }
     }
 }
@@ -225,6 +249,8 @@ struct Outcome {
     errors: Vec<Option<String>>,
     /// Readers that served the write at their first poll.
     first_hits: u64,
+    /// Polls sent again on a new connection.
+    replaced: u64,
     acked_at: Instant,
 }
 
@@ -246,6 +272,8 @@ struct Polled {
     polls: u64,
     /// The error the polling broke off on (not a timeout).
     error: Option<String>,
+    /// The first poll was sent again on a new connection.
+    replaced: bool,
 }
 
 /// Polls one reader until it serves `etag` for `id`, or `timeout` after
@@ -255,25 +283,27 @@ struct Polled {
 /// goes back to the pool (its state is unknown).
 ///
 /// A connection taken idle from the pool may have been closed by the
-/// reader while it waited (a reader closes a connection that sends no
-/// request within its header timeout, 10 s by default, and a run at a rate
-/// its writes cannot keep reaches prewarmed connections late): when the
-/// first poll on it fails before any byte of an answer came back, the poll
-/// (a GET, which the reader may answer twice) is sent again once, on a new
-/// connection.
+/// reader while it waited (the pool drops those idle longer than
+/// [`MAX_IDLE`], but a reader may close sooner): when the first poll on it
+/// fails before any byte of an answer came back, the poll (a GET, which the
+/// reader may answer twice) is sent again once, on a new connection. Both
+/// count as polls, so such a pair is never a first-poll hit; the run counts
+/// them.
 async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Duration) -> Polled {
     let req = get(&format!("/post?id={id}"), &[("If-None-Match", etag)]);
     let mut polls = 0;
-    let ended = |polls, error| Polled {
+    let mut replaced = false;
+    let ended = |polls, error, replaced| Polled {
         served: None,
         polls,
         error,
+        replaced,
     };
     let left = timeout.saturating_sub(acked.elapsed());
     let (mut conn, mut was_idle) = match tokio::time::timeout(left, pool.take()).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
-        Err(_) => return ended(polls, None),
+        Ok(Err(e)) => return ended(polls, Some(format!("{e:#}")), replaced),
+        Err(_) => return ended(polls, None, replaced),
     };
     loop {
         let left = timeout.saturating_sub(acked.elapsed());
@@ -282,16 +312,18 @@ async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Durati
             Ok(Ok(r)) => r,
             Ok(Err(_)) if was_idle && conn.received == received => {
                 was_idle = false;
+                replaced = true;
+                polls += 1;
                 let left = timeout.saturating_sub(acked.elapsed());
                 conn = match tokio::time::timeout(left, Conn::connect(pool.addr)).await {
                     Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
-                    Err(_) => return ended(polls, None),
+                    Ok(Err(e)) => return ended(polls, Some(format!("{e:#}")), replaced),
+                    Err(_) => return ended(polls, None, replaced),
                 };
                 continue;
             }
-            Ok(Err(e)) => return ended(polls, Some(format!("{e:#}"))),
-            Err(_) => return ended(polls, None),
+            Ok(Err(e)) => return ended(polls, Some(format!("{e:#}")), replaced),
+            Err(_) => return ended(polls, None, replaced),
         };
         was_idle = false;
         polls += 1;
@@ -302,11 +334,12 @@ async fn poll(pool: &Pool, id: &str, etag: &str, acked: Instant, timeout: Durati
                 served: Some(d),
                 polls,
                 error: None,
+                replaced,
             };
         }
         if acked.elapsed() > timeout {
             pool.give(conn);
-            return ended(polls, None);
+            return ended(polls, None, replaced);
         }
         tokio::task::yield_now().await;
     }
@@ -340,6 +373,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
             polls: 0,
             errors: Vec::new(),
             first_hits: 0,
+            replaced: 0,
             acked_at: acked,
         });
     }
@@ -351,8 +385,9 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
     .await;
     let mut seen = Vec::with_capacity(polls.len());
     let mut errors = Vec::with_capacity(polls.len());
-    let (mut total, mut first_hits) = (0, 0);
+    let (mut total, mut first_hits, mut replaced) = (0, 0, 0);
     for p in polls {
+        replaced += u64::from(p.replaced);
         if p.served.is_some() && p.polls == 1 {
             first_hits += 1;
         }
@@ -366,6 +401,7 @@ async fn one_write(s: Arc<Shared>, seq: u64, track: bool) -> Result<Outcome> {
         polls: total,
         errors,
         first_hits,
+        replaced,
         acked_at: acked,
     })
 }
@@ -452,7 +488,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
     let mut all_timeouts = 0u64;
     let mut create = histogram();
     let (mut writes, mut failed, mut polls, mut poll_errors) = (0u64, 0u64, 0u64, 0u64);
-    let (mut first_poll_hits, mut tracked_pairs) = (0u64, 0u64);
+    let (mut first_poll_hits, mut tracked_pairs, mut replaced_connections) = (0u64, 0u64, 0u64);
     let mut last_ack = Instant::now();
     let mut first_error: Option<anyhow::Error> = None;
     let mut first_poll_error: Option<String> = None;
@@ -461,6 +497,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
             Ok(o) => {
                 writes += 1;
                 polls += o.polls;
+                replaced_connections += o.replaced;
                 for e in o.errors.into_iter().flatten() {
                     poll_errors += 1;
                     first_poll_error.get_or_insert(e);
@@ -570,6 +607,7 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         max_in_flight: opts.max_in_flight.max(1),
         polls,
         poll_errors,
+        replaced_connections,
         first_poll_hits: Some(first_poll_hits),
         tracked_pairs: Some(tracked_pairs),
         readers,
@@ -585,4 +623,43 @@ pub async fn propagation(opts: &PropagationOptions) -> Result<PropagationResult>
         aof_rewrites,
         cpu_latency_us,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pool closes the connections that waited idle for `MAX_IDLE` or
+    /// longer and hands out the newest one that did not; with none left it
+    /// connects anew.
+    #[tokio::test]
+    async fn a_pool_drops_connections_idle_too_long() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((c, _)) = listener.accept().await {
+                kept.push(c);
+            }
+        });
+        let pool = Pool::new(addr, 3).await.unwrap();
+        let old = Instant::now() - MAX_IDLE;
+        {
+            let mut idle = pool.idle.lock().unwrap();
+            idle[0].1 = old;
+            idle[1].1 = old;
+        }
+        let (_, was_idle) = pool.take().await.unwrap();
+        assert!(was_idle);
+        assert!(
+            pool.idle.lock().unwrap().is_empty(),
+            "the stale ones stayed"
+        );
+        {
+            let (c, _) = Pool::new(addr, 1).await.unwrap().take().await.unwrap();
+            pool.idle.lock().unwrap().push((c, old));
+        }
+        let (_, was_idle) = pool.take().await.unwrap();
+        assert!(!was_idle, "a connection idle for MAX_IDLE was handed out");
+    }
 }

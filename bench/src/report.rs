@@ -549,6 +549,7 @@ fn propagation_run(
         crate::propagation::fmt_waited(p)
             .into_iter()
             .chain(crate::propagation::fmt_poll_errors(p))
+            .chain(crate::propagation::fmt_replaced(p))
             .map(|w| format!("; {w}"))
             .collect::<String>(),
         fmt_count(p.achieved_rate),

@@ -274,6 +274,11 @@ fn a_prewarmed_connection_the_reader_closed_is_replaced_not_counted_as_an_error(
     assert!(closed > 0, "the run used no stale connection: {r:?}");
     assert_eq!((r.writes, r.failed), (500, 0), "{r:?}");
     assert_eq!(r.poll_errors, 0, "{closed} stale connections: {r:?}");
+    // Each counted, and the retry is one more poll: not a first-poll hit.
+    assert_eq!(r.replaced_connections, closed as u64, "{r:?}");
+    assert_eq!(r.first_poll_hits, Some(500 - closed as u64), "{r:?}");
+    assert!(heavyread_bench::propagation::fmt_replaced(&r)
+        .is_some_and(|f| f.starts_with(&format!("{closed} polls sent again on a new connection"))));
     assert_eq!(r.all.timeouts, 0, "{r:?}");
     assert_eq!(r.all.latency.count, 500, "{r:?}");
 }
