@@ -19,10 +19,14 @@
 # on reads or writes), on a write rate more than RATE_SLACK_PCT under its
 # target, on a reader not converged to Redis at the end, or when from the
 # first to the last window:
-#   reads/s, taken to the first window's machine speed and to its share of
-#   the CPU of the side that held the reads back in the last window (below):
-#         last-window rate * wrk_cost_last / wrk_cost_first * left_first / left_last
+#   reads/s, taken to the first window's machine speed, and raised by what
+#   the CPU that other processes took from the reader or from wrk explains
+#   (below):
+#         last-window rate * wrk_cost_last / wrk_cost_first * excuse
 #             < first-window rate * (1 - READ_DROP_PCT/100)
+#         excuse = max(1, used_first / left_last) over the reader's CPU and
+#         wrk's: the share of its CPU a side used in the first window, over
+#         the share left to it in the last
 #   reader CPU per read, relative to wrk's (the same reads, made by wrk):
 #         (reader_cost_last / wrk_cost_last) / (reader_cost_first / wrk_cost_first) > 1 + COST_DRIFT_PCT/100
 #   RSS:  last-window max > first-window max * (1 + RSS_TOLERANCE_PCT/100) + RSS_TOLERANCE_KIB
@@ -45,16 +49,17 @@
 # the same speed, while six soaks without it stayed within 7%), and the
 # reader traced by strace from then on fails all three read checks (its CPU
 # per read x1.43 relative to wrk's). Other processes on the machine are no
-# fault of the reader: the rate is also taken back to the share of a CPU
-# they and the VM's host left (the CPU time of the reader, or wrk, plus the
-# idle time of its CPU, from /proc/stat). Checked by hand, 25 s into the
-# samples: a busy loop on SERVER_CPU (the reader's share 88% then 46%)
-# and one on CLIENT_CPU (wrk's 94% then 49%) pass; the reader stopped 20 ms
-# in every 100 ms (SIGSTOP, SIGCONT) fails the rate (51k/s, then 42k/s at
-# the same speed and share), as it waits with its CPU idle. The correction
-# can excuse more than a busy loop took when the first window's reads did
-# not fill what was left to them (the loop on SERVER_CPU: 79k/s taken back
-# to 150k/s, against 112k/s in the first window).
+# fault of the reader: when they (or the VM's host) left a side less of its
+# CPU in the last window than it used in the first, the rate is raised by
+# that ratio, never more, and never lowered. What is left to a side is its
+# own CPU time plus its CPU's idle time, from /proc/stat; with one CPU for
+# both, the two sides' time together. Checked by hand, from 25 s into the
+# samples on: a busy loop on SERVER_CPU passes (the reader used 73% of its
+# CPU in the first window, 46% was left to it in the last: 79k/s taken to
+# 125k/s against 112k/s), one on CLIENT_CPU passes (wrk 93%, then 49%: 69k/s
+# to 124k/s against 124k/s), and the reader stopped 20 ms in every 100 ms
+# (SIGSTOP, SIGCONT) fails (119k/s, then 96k/s, nothing excused), as it
+# waits with its CPU idle.
 # The windows are one minute each, or a third of the run when it is shorter
 # than three minutes. Sampling starts after WARMUP seconds of load.
 #
@@ -69,7 +74,8 @@
 #   RSS_TOLERANCE_PCT [10]  RSS_TOLERANCE_KIB [8192]  FD_TOLERANCE [8]
 #   RATE_SLACK_PCT [10]       allowed shortfall of the write rate
 #   READ_DROP_PCT [15]        allowed drop of the last window's read rate against
-#                             the first's, at the same machine speed
+#                             the first's, at the same machine speed (and less what
+#                             other processes took explains)
 #   COST_DRIFT_PCT [20]       allowed growth of the reader's CPU per read relative to wrk's
 #   READ_FLOOR_PCT [60]       the reader's CPU share over the soak, in % of READ_SHARE times its
 #                             share in the maximum-rate run, at least (with --rate: reads over
@@ -109,6 +115,10 @@ for tool in wrk redis-server redis-cli curl taskset awk; do
 done
 NCPU=$(nproc)
 if [ "$NCPU" -lt 2 ]; then SERVER_CPU=0 CLIENT_CPU=0; fi
+for cpu in "$SERVER_CPU" "$CLIENT_CPU"; do
+    [[ $cpu =~ ^[0-9]+$ ]] && [ "$cpu" -lt "$NCPU" ] \
+        || { echo "soak: SERVER_CPU and CLIENT_CPU are one CPU number each, under $NCPU (got '$cpu')" >&2; exit 2; }
+done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 BIN=$ROOT/target/release
@@ -180,8 +190,13 @@ wait_http() {
 # of /proc/PID/stat, counted after the command name's closing parenthesis.
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 HZ=$(getconf CLK_TCK)
-# Ticks of one CPU so far, from /proc/stat: "total idle", idle with iowait,
-# total without guest time (which user time already holds).
+# Ticks of one CPU so far, from /proc/stat: "total free", total without
+# guest time (which user time already holds), free: idle and iowait.
+# Interrupt and softirq time (the kernel's work on the reads' packets) is
+# not free: where the kernel charges it by the tick, as here, a tick taken
+# while the reader ran counts in the reader's system time too; a kernel
+# that accounts it apart (IRQ_TIME_ACCOUNTING) counts it with the other
+# processes'.
 cpu_line_ticks() { # cpu_line_ticks CPU
     awk -v c="cpu$1" '$1 == c { printf "%d\t%d", $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat
 }
@@ -340,7 +355,7 @@ NOT_READY=0
 
 sleep "$WARMUP"
 SAMPLES=$WORK/samples.tsv
-printf 't\treader_rss_kib\treader_fds\twriter_rss_kib\twriter_fds\treader_requests\tclock\treader_cpu_ticks\twrk_cpu_ticks\tserver_cpu_ticks\tserver_cpu_idle\tclient_cpu_ticks\tclient_cpu_idle\n' >"$SAMPLES"
+printf 't\treader_rss_kib\treader_fds\twriter_rss_kib\twriter_fds\treader_requests\tclock\treader_cpu_ticks\twrk_cpu_ticks\tserver_cpu_ticks\tserver_cpu_free\tclient_cpu_ticks\tclient_cpu_free\n' >"$SAMPLES"
 t0=$(date +%s)
 t=0
 while :; do
@@ -370,26 +385,25 @@ wait "$WRITE_WRK" || true
 # Reads in the first and the last window, from the reader's own request count
 # and the CPU time of the reader and of the reading wrk (the same requests,
 # answered on SERVER_CPU and made on CLIENT_CPU of the same machine).
-read_window() { # read_window FROM TO: "requests/s reader_us/req wrk_us/req left_r left_w busy" between the first and the last sample in FROM <= t <= TO
-    # left_r, left_w: the share of SERVER_CPU and of CLIENT_CPU left to the
-    # reader and to wrk (their own time and idle time; the rest went to other
-    # processes or was stolen by the VM's host), taking the reader's CPU time
-    # as spent on SERVER_CPU (its executor is pinned there; its sync thread
-    # is a small part) and wrk's on CLIENT_CPU. busy: the side that used
-    # more of what was left to it ("r" or "w"), the one that held the reads
-    # back.
-    awk -F '\t' -v a="$1" -v b="$2" -v hz="$HZ" '
-        function left(own, total, idle) { own = own > total - idle ? total - idle : own; return (own + idle) / total }
+read_window() { # read_window FROM TO: "requests/s reader_us/req wrk_us/req used_r used_w left_r left_w" between the first and the last sample in FROM <= t <= TO
+    # used_r, used_w: the share of SERVER_CPU the reader used, of CLIENT_CPU
+    # wrk did (the whole process pinned there); left_r, left_w: the share of
+    # it left to them, their own time plus the CPU's free time (the rest went
+    # to other processes or was stolen by the VM's host). With one CPU for
+    # both, their time together, for each.
+    awk -F '\t' -v a="$1" -v b="$2" -v hz="$HZ" -v same=$((SERVER_CPU == CLIENT_CPU)) '
+        function share(own, total) { return own > total ? 1 : own / total }
         NR > 1 && $1 >= a && $1 <= b && $6 != "" && $8 != "" && $9 != "" && $13 != "" {
-            if (!n++) { r0 = $6; c0 = $7; s0 = $8; w0 = $9; st0 = $10; si0 = $11; ct0 = $12; ci0 = $13 }
-            r1 = $6; c1 = $7; s1 = $8; w1 = $9; st1 = $10; si1 = $11; ct1 = $12; ci1 = $13
+            if (!n++) { r0 = $6; c0 = $7; s0 = $8; w0 = $9; st0 = $10; sf0 = $11; ct0 = $12; cf0 = $13 }
+            r1 = $6; c1 = $7; s1 = $8; w1 = $9; st1 = $10; sf1 = $11; ct1 = $12; cf1 = $13
         }
         END {
             if (n < 2 || c1 <= c0 || r1 <= r0 || s1 <= s0 || w1 <= w0 || st1 <= st0 || ct1 <= ct0) exit 1
-            lr = left(s1 - s0, st1 - st0, si1 - si0); lw = left(w1 - w0, ct1 - ct0, ci1 - ci0)
-            ur = (s1 - s0) / (st1 - st0) / lr; uw = (w1 - w0) / (ct1 - ct0) / lw
-            printf "%d %.3f %.3f %.3f %.3f %s\n", (r1 - r0) / (c1 - c0), (s1 - s0) * 1e6 / hz / (r1 - r0),
-                (w1 - w0) * 1e6 / hz / (r1 - r0), lr, lw, (ur >= uw ? "r" : "w")
+            own_r = s1 - s0; own_w = w1 - w0
+            if (same) own_r = own_w = own_r + own_w
+            printf "%d %.3f %.3f %.6f %.6f %.6f %.6f\n", (r1 - r0) / (c1 - c0), (s1 - s0) * 1e6 / hz / (r1 - r0),
+                (w1 - w0) * 1e6 / hz / (r1 - r0), share(own_r, st1 - st0), share(own_w, ct1 - ct0),
+                share(own_r + sf1 - sf0, st1 - st0), share(own_w + cf1 - cf0, ct1 - ct0)
         }' "$SAMPLES"
 }
 
@@ -451,31 +465,38 @@ echo "reader: ready in every sample, $RECONNECTS reconnects, $RESYNCS full resyn
 window() { # window COLUMN FROM TO: max of COLUMN over samples with FROM <= t <= TO
     awk -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && $1 <= b && $c > m { m = $c } END { print m + 0 }' "$SAMPLES"
 }
-read -r RATE1 COST1 WCOST1 LEFT_R1 LEFT_W1 _ < <(read_window 0 "$WINDOW") \
+read -r RATE1 COST1 WCOST1 USED_R1 USED_W1 LEFT_R1 LEFT_W1 < <(read_window 0 "$WINDOW") \
     || { echo "soak: too few samples in the first window" >&2; exit 1; }
-read -r RATE2 COST2 WCOST2 LEFT_R2 LEFT_W2 BUSY2 < <(read_window $((SECS - WINDOW)) "$SECS") \
+read -r RATE2 COST2 WCOST2 _ _ LEFT_R2 LEFT_W2 < <(read_window $((SECS - WINDOW)) "$SECS") \
     || { echo "soak: too few samples in the last window" >&2; exit 1; }
 # This VM's speed changes by a third within a minute (both CPUs, every
 # process: the reads' rate follows it). The client's CPU per request is the
 # yardstick: the reader's cost is judged relative to it, and the last
-# window's rate is taken back to the first window's speed. It is also taken
-# back to the share of a CPU that other processes (the writes' wrk, the
-# writer, Redis, whatever else the machine runs) and the VM's host left to
-# the side that held the reads back in the last window: a CI soak read 22%
+# window's rate is taken back to the first window's speed. Other processes
+# (the writes' wrk, the writer, Redis, whatever else the machine runs) and
+# the VM's host take a share of the CPUs that changes: a CI soak read 22%
 # less in its last 20 s than in its first at the same speed while the
-# reader's CPU per read, relative to wrk's, stayed within 2.3%. A reader
-# that waits instead of working leaves its CPU idle, which is left to it:
-# its slower rate is not taken back.
-if [ "$BUSY2" = r ]; then LEFT1=$LEFT_R1 LEFT2=$LEFT_R2 SIDE="the reader's CPU"; else LEFT1=$LEFT_W1 LEFT2=$LEFT_W2 SIDE="wrk's CPU"; fi
+# reader's CPU per read, relative to wrk's, stayed within 2.3%. When a side
+# had less of its CPU left in the last window than it used in the first,
+# it could not have done the first window's work: the rate is raised by
+# that ratio (the larger of the two sides'), and by no more. A reader that
+# waits instead of working leaves its CPU idle, which is left to it: its
+# slower rate is not excused.
+EXCUSE=$(awk -v ur="$USED_R1" -v lr="$LEFT_R2" -v uw="$USED_W1" -v lw="$LEFT_W2" 'BEGIN {
+    e = 1
+    if (lr > 0 && ur / lr > e) e = ur / lr
+    if (lw > 0 && uw / lw > e) e = uw / lw
+    printf "%.3f", e
+}')
 DRIFT=$(calc "sprintf(\"%.3f\", ($COST2 / $WCOST2) / ($COST1 / $WCOST1))")
-RATE2_AT1=$(calc "int($RATE2 * $WCOST2 / $WCOST1 * $LEFT1 / $LEFT2)")
-echo "read rate: first ${WINDOW}s $RATE1/s, last ${WINDOW}s $RATE2/s ($RATE2_AT1/s at the first window's speed and share of $SIDE)"
+RATE2_AT1=$(calc "int($RATE2 * $WCOST2 / $WCOST1 * $EXCUSE)")
+echo "read rate: first ${WINDOW}s $RATE1/s, last ${WINDOW}s $RATE2/s ($RATE2_AT1/s at the first window's speed, x$EXCUSE for the CPU other processes took)"
 printf 'CPU per read: reader %.2f then %.2f µs, wrk %.2f then %.2f µs: the reader'"'"'s relative to wrk'"'"'s x%.3f\n' \
     "$COST1" "$COST2" "$WCOST1" "$WCOST2" "$DRIFT"
-printf 'left by other processes and the VM'"'"'s host: %.1f%% then %.1f%% of the reader'"'"'s CPU, %.1f%% then %.1f%% of wrk'"'"'s\n' \
-    "$(calc "$LEFT_R1 * 100")" "$(calc "$LEFT_R2 * 100")" "$(calc "$LEFT_W1 * 100")" "$(calc "$LEFT_W2 * 100")"
+printf 'its CPU: the reader used %.1f%% then %.1f%% left, wrk %.1f%% then %.1f%% left\n' \
+    "$(calc "$USED_R1 * 100")" "$(calc "$LEFT_R2 * 100")" "$(calc "$USED_W1 * 100")" "$(calc "$LEFT_W2 * 100")"
 [ "$(calc "$RATE2_AT1 >= $RATE1 * (1 - $READ_DROP_PCT / 100)")" = 1 ] \
-    || fail "reads slowed from $RATE1/s in the first window to $RATE2_AT1/s in the last at the same machine speed and share of $SIDE (more than ${READ_DROP_PCT}%)"
+    || fail "reads slowed from $RATE1/s in the first window to $RATE2_AT1/s in the last at the same machine speed, less what other processes took (more than ${READ_DROP_PCT}%)"
 [ "$(calc "$DRIFT <= 1 + $COST_DRIFT_PCT / 100")" = 1 ] \
     || fail "the reader's CPU per read grew from $COST1 to $COST2 µs while wrk's went from $WCOST1 to $WCOST2 µs (x$DRIFT relative to it, more than ${COST_DRIFT_PCT}%)"
 
@@ -494,7 +515,7 @@ for who in reader:2:3 writer:4:5; do
     [ "$f2" -le $((f1 + FD_TOLERANCE)) ] || fail "$name descriptors grew from $f1 to $f2 (tolerance $FD_TOLERANCE)"
 done
 echo
-echo "samples (t s, reader RSS KiB, reader fds, writer RSS KiB, writer fds, reader requests, clock, reader and wrk CPU ticks):"
+echo "samples (t s, reader RSS KiB, reader fds, writer RSS KiB, writer fds, reader requests, clock, reader and wrk CPU ticks, the reader's and wrk's CPU's ticks and free ticks):"
 column -t "$SAMPLES" 2>/dev/null || cat "$SAMPLES"
 echo
 if [ "$FAIL" = 0 ]; then
