@@ -1710,7 +1710,23 @@ its printed per-run figures) of 1.69, 1.77 and 1.42 µs of the reader above the 
 memory latency, which a store of this shape pays for every id that is not hot, and half the \
 reader's own parsing, answer and runtime. Keep-alive, the rounds of this VM scatter too much for \
 one figure: 1.50, 3.37 and 0.54 µs (rounds 1.50, −0.10, \
-2.91; 3.49, 3.36, 3.37; 0.15, 3.16, 0.54 µs), where the hand rounds gave 1.3–1.6 µs.\n\n";
+2.91; 3.49, 3.36, 3.37; 0.15, 3.16, 0.54 µs), where the hand rounds gave 1.3–1.6 µs.\n\n\
+On the Intel VM of `make bench` at f73c5fd (2026-12-07; a system call 73–74 ns by the pinned \
+`getppid` loop, against 165–210 ns on the Intel VM of 2026-11-27) the floor was 4.10 and 0.42 µs, \
+below both targets: the reader, at 6.13 and 1.32 µs, was 2.05 and 0.90 µs above it, so meeting \
+them there means cutting its own work to 0.9 and 0.28 µs per request. A hand profile on that VM \
+at the same commit (one executor pinned to CPU 0, 100,000 posts, `wrk -t1 -c64` with \
+`random.lua` pinned to CPU 1; `perf record -e cpu-clock -F 4999 -g -p <reader pid> -- sleep 5` \
+at 165,641 req/s, and `perf stat -e 'syscalls:sys_enter_*'` for 4 s over 708,040 requests): \
+74% of the samples in the kernel (its loopback TCP work, which the floor pays too; waking wrk \
+from `sock_def_readable` 6%), 18% in the reader, 7% in libc, 0.9% in the vDSO's clock; \
+`connection::process` 11.4%, with 90% of its samples on the lookup's three dependent loads, \
+`memcmp` 3.4% (the id compared in the post's block), `memmove` 1.1%, `parse_request` 0.9%, \
+glommio's task code about 2%; per request 1 `recvfrom`, 1 `sendto`, 0.29 `epoll_wait`, 0.17 \
+`io_uring_enter` and 0.015 `membarrier`. So the reader's user space is about a quarter of a \
+request's CPU, about 1.5 µs, and the lookup's misses about half of that: the keep-alive target \
+needs a lookup that touches fewer dependent lines than papaya's table, its node and the block, \
+as well as less of the rest.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
