@@ -80,7 +80,7 @@
 #   READ_FLOOR_PCT [60]       the reader's CPU share over the soak, in % of READ_SHARE times its
 #                             share in the maximum-rate run, at least (with --rate: reads over
 #                             the whole soak, in % of that rate)
-#   SERVER_CPU [0] CLIENT_CPU [1]
+#   SERVER_CPU [0] CLIENT_CPU [1]  one CPU number each: the reader's, wrk's
 #   SKIP_BUILD=1              use the binaries already in target/release
 #   KEEP=1                    keep the work folder (logs, samples, wrk output)
 set -euo pipefail
@@ -116,8 +116,8 @@ done
 NCPU=$(nproc)
 if [ "$NCPU" -lt 2 ]; then SERVER_CPU=0 CLIENT_CPU=0; fi
 for cpu in "$SERVER_CPU" "$CLIENT_CPU"; do
-    [[ $cpu =~ ^[0-9]+$ ]] && [ "$cpu" -lt "$NCPU" ] \
-        || { echo "soak: SERVER_CPU and CLIENT_CPU are one CPU number each, under $NCPU (got '$cpu')" >&2; exit 2; }
+    [[ $cpu =~ ^(0|[1-9][0-9]*)$ ]] && grep -q "^cpu$cpu " /proc/stat \
+        || { echo "soak: SERVER_CPU and CLIENT_CPU are one CPU number each, of a CPU in /proc/stat (got '$cpu')" >&2; exit 2; }
 done
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -198,7 +198,7 @@ HZ=$(getconf CLK_TCK)
 # that accounts it apart (IRQ_TIME_ACCOUNTING) counts it with the other
 # processes'.
 cpu_line_ticks() { # cpu_line_ticks CPU
-    awk -v c="cpu$1" '$1 == c { printf "%d\t%d", $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat
+    awk -v c="cpu$1" '$1 == c { printf "%.0f\t%.0f", $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat
 }
 
 # calc EXPR: awk arithmetic (parenthesised: a bare `>` in printf would redirect).
@@ -342,14 +342,14 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Requests the reader answered so far (every route and status).
 served() {
     curl -sf --max-time 5 "http://$READER_ADDR/metrics" |
-        awk '$1 ~ /^heavyread_reader_requests_total([{]|$)/ { s += $2; n++ } END { if (n) printf "%d", s }'
+        awk '$1 ~ /^heavyread_reader_requests_total([{]|$)/ { s += $2; n++ } END { if (n) printf "%.0f", s }'
 }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 # The reader's /ready status (000 when it did not answer within 5 s).
 ready_code() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$READER_ADDR/ready" || true; }
 # A counter of the reader's /metrics (empty when missing).
 reader_metric() { # reader_metric NAME
-    curl -sf --max-time 5 "http://$READER_ADDR/metrics" | awk -v m="$1" '$1 == m { printf "%d", $2 }'
+    curl -sf --max-time 5 "http://$READER_ADDR/metrics" | awk -v m="$1" '$1 == m { printf "%.0f", $2 }'
 }
 NOT_READY=0
 

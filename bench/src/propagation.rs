@@ -83,12 +83,13 @@ pub fn fmt_poll_errors(r: &PropagationResult) -> Option<String> {
     })
 }
 
-/// "N polls sent again on a new connection ..." when the reader had closed
-/// a connection the run took from its pool.
+/// "N polls sent again on a new connection ..." when a connection the run
+/// took from its pool failed before any answer (closed by the reader, most
+/// likely).
 pub fn fmt_replaced(r: &PropagationResult) -> Option<String> {
     (r.replaced_connections > 0).then(|| {
         format!(
-            "{} polls sent again on a new connection (the reader had closed the idle one)",
+            "{} polls sent again on a new connection (the pooled one failed before any answer)",
             crate::stats::fmt_count(r.replaced_connections as f64)
         )
     })

@@ -1695,10 +1695,10 @@ it: sections 1 and 3 have a row for the reader over a hot set of 64 \
 posts, the targets table quotes it, and the text under each table splits the reader's CPU above \
 the floor into the misses (the median of three rounds of paired runs, all posts against the \
 hot set) and the rest.\n\n\
-What it means for issue 9: the 5 µs and 0.7 µs targets are further below the AMD VM's floor \
-than below the Intel VM's (`make bench` at c2f58d9 on the AMD VM: 9.01 and 1.27 µs), and \
-batching the kernel entries through io_uring did not lower the floor under this load, so no \
-design measured here reaches them. What is left of the reader's own cost is its work above the \
+What it meant for issue 9 on the AMD VM: the 5 µs and 0.7 µs targets are further below its \
+floor than below that of the Intel VM of 2026-11-27 (`make bench` at c2f58d9 on the AMD VM: \
+9.01 and 1.27 µs), and batching the kernel entries through io_uring did not lower the floor \
+under this load, so no design measured on those two VMs reaches them. What is left of the reader's own cost is its work above the \
 floor: in that run 3.9 µs keep-alive and 1.1 µs pipelined. Much of it is the lookups' cache \
 misses. Three later `make bench` runs with the paired rounds (at 6c4c131, f224582 and \
 1207ec4; their reports not committed, the VM being slow: the floor at 14.88, 15.34 and 11.31 µs \
@@ -1711,6 +1711,7 @@ memory latency, which a store of this shape pays for every id that is not hot, a
 reader's own parsing, answer and runtime. Keep-alive, the rounds of this VM scatter too much for \
 one figure: 1.50, 3.37 and 0.54 µs (rounds 1.50, −0.10, \
 2.91; 3.49, 3.36, 3.37; 0.15, 3.16, 0.54 µs), where the hand rounds gave 1.3–1.6 µs.\n\n\
+## Discussion: the CPU targets on the Intel VM of 2026-12-07\n\n\
 On the Intel VM of `make bench` at f73c5fd (2026-12-07; a system call 73–74 ns by the pinned \
 `getppid` loop, against 165–210 ns on the Intel VM of 2026-11-27) the floor was 4.10 and 0.42 µs, \
 below both targets: the reader, at 6.13 and 1.32 µs, was 2.05 and 0.90 µs above it, so meeting \

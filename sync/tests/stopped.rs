@@ -2,8 +2,10 @@
 //! SIGTSTP, then SIGCONT: a debugger, Ctrl-Z and `fg`, a supervisor pausing
 //! it) keeps its subscription. Linux ends the sync thread's wait for a
 //! message, a socket read with a timeout, with EINTR when the process
-//! continues; that is no lost connection. In a file of its own: stopping
-//! the process stops every test running in it.
+//! continues; that is no lost connection. In a file of its own, its tests
+//! one at a time: stopping the process stops every test running in it, and
+//! a stop that lands in another test's short command read ends that test's
+//! session.
 
 mod common;
 
@@ -17,8 +19,16 @@ use heavyread_sync::Keys;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Held by each test for its whole run (plain `cargo test` runs a file's
+/// tests side by side in one process).
+async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ONE.lock().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_and_continued_process_keeps_its_subscription() {
+    let _alone = alone().await;
     let redis = RedisServer::start();
     let keys = Keys::new("hr").unwrap();
     let p = publisher(&redis, "hr", 1000).await;
@@ -65,6 +75,7 @@ async fn a_stopped_and_continued_process_keeps_its_subscription() {
 /// by) stays fresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_closer_together_than_the_ping_interval_do_not_hold_the_ping_off() {
+    let _alone = alone().await;
     let redis = RedisServer::start();
     // A PING after 200 ms without a message.
     let sub = spawn(sync_config(&redis, "hr"));
