@@ -465,7 +465,7 @@ echo "reader: ready in every sample, $RECONNECTS reconnects, $RESYNCS full resyn
 window() { # window COLUMN FROM TO: max of COLUMN over samples with FROM <= t <= TO
     awk -v c="$1" -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && $1 <= b && $c > m { m = $c } END { print m + 0 }' "$SAMPLES"
 }
-read -r RATE1 COST1 WCOST1 USED_R1 USED_W1 LEFT_R1 LEFT_W1 < <(read_window 0 "$WINDOW") \
+read -r RATE1 COST1 WCOST1 USED_R1 USED_W1 _ _ < <(read_window 0 "$WINDOW") \
     || { echo "soak: too few samples in the first window" >&2; exit 1; }
 read -r RATE2 COST2 WCOST2 _ _ LEFT_R2 LEFT_W2 < <(read_window $((SECS - WINDOW)) "$SECS") \
     || { echo "soak: too few samples in the last window" >&2; exit 1; }

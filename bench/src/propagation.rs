@@ -656,10 +656,8 @@ mod tests {
             pool.idle.lock().unwrap().is_empty(),
             "the stale ones stayed"
         );
-        {
-            let (c, _) = Pool::new(addr, 1).await.unwrap().take().await.unwrap();
-            pool.idle.lock().unwrap().push((c, old));
-        }
+        let c = Conn::connect(addr).await.unwrap();
+        pool.idle.lock().unwrap().push((c, old));
         let (_, was_idle) = pool.take().await.unwrap();
         assert!(!was_idle, "a connection idle for MAX_IDLE was handed out");
     }

@@ -2850,27 +2850,23 @@ mod tests {
 
         // The same percentiles with writes that never reached a reader,
         // failed writes, or a rate not kept: not met, and said why.
-        let mut p = good();
-        p.all.timeouts = 3;
-        r.propagation = vec![p];
-        let row = verdict(&r);
-        assert!(
-            row.contains("(3 tracked writes not served by every reader within the timeout)"),
-            "{row}"
-        );
-        assert!(row.ends_with("| **not met** |"), "{row}");
-        let mut p = good();
-        p.failed = 2;
-        r.propagation = vec![p];
-        let row = verdict(&r);
-        assert!(row.contains("(2 writes failed)"), "{row}");
-        assert!(row.ends_with("| **not met** |"), "{row}");
-        let mut p = good();
-        p.achieved_rate = 4000.0;
-        r.propagation = vec![p];
-        let row = verdict(&r);
-        assert!(row.contains("(4,000 writes/s achieved)"), "{row}");
-        assert!(row.ends_with("| **not met** |"), "{row}");
+        type Shortfall = fn(&mut PropagationResult);
+        let shortfalls: [(Shortfall, &str); 3] = [
+            (
+                |p| p.all.timeouts = 3,
+                "(3 tracked writes not served by every reader within the timeout)",
+            ),
+            (|p| p.failed = 2, "(2 writes failed)"),
+            (|p| p.achieved_rate = 4000.0, "(4,000 writes/s achieved)"),
+        ];
+        for (short, why) in shortfalls {
+            let mut p = good();
+            short(&mut p);
+            r.propagation = vec![p];
+            let row = verdict(&r);
+            assert!(row.contains(why), "{row}");
+            assert!(row.ends_with("| **not met** |"), "{row}");
+        }
 
         // Every tracked write timed out: no samples, and not met.
         let mut p = good();

@@ -19,6 +19,17 @@ use heavyread_sync::Keys;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
+/// Another process stops this one, and continues it 50 ms later.
+fn stop_for_50ms() {
+    let pid = std::process::id();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -STOP {pid}; sleep 0.05; kill -CONT {pid}"))
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "{status}");
+}
+
 /// Held by each test for its whole run (plain `cargo test` runs a file's
 /// tests side by side in one process).
 async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
@@ -45,14 +56,7 @@ async fn a_stopped_and_continued_process_keeps_its_subscription() {
     assert!(sub.status().snapshot().connected);
 
     for i in 0..5u64 {
-        // Another process stops this one, and continues it 50 ms later.
-        let pid = std::process::id();
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -STOP {pid}; sleep 0.05; kill -CONT {pid}"))
-            .status()
-            .expect("run sh");
-        assert!(status.success(), "{status}");
+        stop_for_50ms();
         // A change made after each pause arrives.
         let id = format!("after-{i}");
         p.put(&id, &body(&id, i)).await.unwrap();
@@ -80,17 +84,11 @@ async fn stops_closer_together_than_the_ping_interval_do_not_hold_the_ping_off()
     // A PING after 200 ms without a message.
     let sub = spawn(sync_config(&redis, "hr"));
     wait_bootstrapped(&sub);
-    let pid = std::process::id();
     let start = std::time::Instant::now();
     let mut stops = 0;
     // A stop of 50 ms every 50 ms or so (the time to start sh), for 3 s.
     while start.elapsed() < Duration::from_secs(3) {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -STOP {pid}; sleep 0.05; kill -CONT {pid}"))
-            .status()
-            .expect("run sh");
-        assert!(status.success(), "{status}");
+        stop_for_50ms();
         stops += 1;
     }
     let snapshot = sub.status().snapshot();
