@@ -501,7 +501,8 @@ enum Cmd {
         /// Server process whose CPU time is measured (repeatable).
         #[arg(long = "pid")]
         pids: Vec<u32>,
-        /// Microseconds between the dispatcher's wake-ups (it does not spin).
+        /// The dispatcher's shortest sleep in microseconds (it does not spin):
+        /// requests due meanwhile go out together when it wakes.
         #[arg(long, default_value_t = 50)]
         tick_us: u64,
         /// Result file.
@@ -737,10 +738,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 pids,
                 tick: std::time::Duration::from_micros(tick_us),
             };
-            let r = openloop::run(&o).await?;
+            // The load runs on a thread of its own: it blocks until the end.
+            let r = tokio::task::spawn_blocking(move || openloop::run(&o)).await??;
             println!(
                 "{}: offered {} req/s, answered {} req/s  p50 {}  p99 {}  p99.9 {}  max {}  \
-                 (service p99 {})  queued {}  server CPU {:.2} µs/req  VM steal {}  errors {}",
+                 (service p99 {})  queued {}  server CPU {:.2} µs/req  VM steal {}  errors {}{}",
                 r.label,
                 fmt_count(r.target_rate),
                 fmt_count(r.achieved_rate),
@@ -752,7 +754,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 r.queued,
                 r.cpu_us_per_req,
                 fmt_steal(r.steal_ms),
-                r.errors
+                r.errors,
+                match r.reconnects {
+                    0 => String::new(),
+                    n => format!("  reconnects {n}"),
+                }
             );
             write_opt(json.as_deref(), &r)?;
         }

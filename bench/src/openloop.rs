@@ -17,29 +17,37 @@
 //! Latency counts from when a request was **due**, not when it was sent, so
 //! requests that waited behind a slow answer are charged for the wait (no
 //! coordinated omission). The time from send to answer is kept apart as the
-//! service time. Everything runs on one thread: the dispatcher wakes on a
-//! timerfd every `tick` (50 µs by default) and hands out every request that
-//! fell due meanwhile, and sleeps in the runtime's epoll in between, where
-//! answers wake it as they come. It does not spin: on a VM whose vCPUs are
-//! throttled once the whole VM uses more than some share of its CPUs, a
-//! load tool that burns its core makes the server's core stall too (see
-//! `steal_ms`). A request is late by at most about one tick for the tool's
-//! own sake, which its latency includes.
+//! service time.
+//!
+//! Everything runs on one thread, on a level-triggered epoll of its own:
+//! the dispatcher hands out every request that fell due whenever it wakes,
+//! and sleeps in `epoll_pwait2` until the next one falls due, but at least
+//! a `tick` (50 µs by default), or until an answer comes. It does not spin:
+//! on a VM whose vCPUs are throttled once the whole VM uses more than some
+//! share of its CPUs, a load tool that burns its core makes the server's
+//! core stall too (see `steal_ms`). A request is late by at most about one
+//! tick for the tool's own sake, which its latency includes. Under load
+//! answers keep it awake and it arms no timer at all (a periodic timer, one
+//! interrupt every tick, cost a tenth of the tool's CPU on a VM).
+//!
+//! The tool must cost less per request than the server it loads, or at a
+//! high share of the server's maximum it falls behind and its own backlog
+//! shows as latency. So a request is one `write`, and an answer one `read`
+//! once epoll reported it (level-triggered: no read that finds nothing),
+//! with no task to wake, no channel and no buffer cleared per request.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::rc::Rc;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use crate::client::Conn;
+use crate::client::parse_head;
 use crate::procfs::{steal_ticks, ticks_ms, CpuMeter, ProcessCpu};
 use crate::stats::{histogram, Summary};
-use crate::sys::{async_timerfd, read_timerfd};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -64,7 +72,8 @@ pub struct OpenloopOptions {
     pub ids: u64,
     /// Server processes whose CPU time is measured.
     pub pids: Vec<u32>,
-    /// How often the dispatcher wakes to hand out due requests.
+    /// The shortest sleep of the dispatcher: requests that fall due while
+    /// it sleeps go out together when it wakes (late by at most this).
     pub tick: Duration,
 }
 
@@ -91,6 +100,10 @@ pub struct OpenloopResult {
     pub errors: u64,
     /// Of those, due while every connection was busy (they waited in the backlog).
     pub queued: u64,
+    /// Connections made again during the run after the server closed them
+    /// or they failed (a request in flight on one counts in `errors`).
+    #[serde(default)]
+    pub reconnects: u64,
     /// Measured seconds.
     pub secs: f64,
     /// Latency from when each request was due until its answer was read.
@@ -116,12 +129,45 @@ pub struct OpenloopResult {
     pub clean_latency: Summary,
 }
 
-/// Shared by the dispatcher and the connection tasks (one thread).
-struct State {
+/// The answer to a request may take this much of a connection's buffer
+/// before it grows (a post's answer is well under 1 KiB).
+const BUF: usize = 16 << 10;
+/// The longest answer taken.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// One keep-alive connection.
+struct Conn {
+    /// `None` once it failed and could not be made again.
+    stream: Option<TcpStream>,
+    /// Bytes of the answer read so far are `buf[..end]`.
+    buf: Vec<u8>,
+    end: usize,
+    /// When the request in flight fell due and was written; `None` while idle.
+    job: Option<(Instant, Instant)>,
+}
+
+/// A new connection to `addr`, non-blocking, Nagle off, reported to
+/// `epoll` with `key`.
+fn connect(addr: SocketAddr, epoll: &Epoll, key: usize) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)?;
+    epoll.add(&stream, key as u64)?;
+    Ok(stream)
+}
+
+/// The whole tool's state: one thread, no tasks.
+struct Load {
+    addr: SocketAddr,
+    conns: Vec<Conn>,
     /// Due times of requests no connection was free for, oldest first.
     backlog: VecDeque<Instant>,
-    /// Connections waiting for work.
-    idle: Vec<usize>,
+    /// Connections waiting for work, the longest idle first: requests go
+    /// round all of them, so none sits idle long enough for the server to
+    /// close it.
+    idle: VecDeque<usize>,
+    /// Connections made again after the server closed them or they failed.
+    reconnects: u64,
     /// Due times in `[from, to)` are measured.
     from: Instant,
     to: Instant,
@@ -132,33 +178,291 @@ struct State {
     service_hist: hdrhistogram::Histogram<u64>,
     /// Measured requests answered with 200.
     ok: u64,
+    ids: Ids,
+    /// The request being written (reused).
+    req: Vec<u8>,
 }
 
-impl State {
+impl Load {
     fn measured(&self, due: Instant) -> bool {
         due >= self.from && due < self.to
+    }
+
+    /// Hands a request due at `due` to an idle connection, or queues it;
+    /// true when it was queued.
+    fn dispatch(&mut self, epoll: &Epoll, due: Instant) -> bool {
+        match self.idle.pop_front() {
+            Some(i) => {
+                self.send(epoll, i, due);
+                false
+            }
+            None => {
+                self.backlog.push_back(due);
+                true
+            }
+        }
+    }
+
+    /// Gives queued requests to idle connections (there are both only
+    /// after a connection was made again).
+    fn drain_backlog(&mut self, epoll: &Epoll) {
+        while !self.backlog.is_empty() && !self.idle.is_empty() {
+            let (Some(due), Some(i)) = (self.backlog.pop_front(), self.idle.pop_front()) else {
+                break;
+            };
+            self.send(epoll, i, due);
+        }
+    }
+
+    /// Writes a GET for a random id on connection `i`. A connection whose
+    /// socket does not take the whole request at once has failed: with one
+    /// request in flight its send buffer is empty, so only an error (or a
+    /// server that stopped reading) leaves the write short.
+    fn send(&mut self, epoll: &Epoll, i: usize, due: Instant) {
+        self.req.clear();
+        self.req.extend_from_slice(b"GET /post?id=post-");
+        push_decimal(&mut self.req, self.ids.next());
+        self.req
+            .extend_from_slice(b" HTTP/1.1\r\nHost: bench\r\n\r\n");
+        let c = &mut self.conns[i];
+        let Some(stream) = &c.stream else {
+            return;
+        };
+        let sent = Instant::now();
+        match (&*stream).write(&self.req) {
+            Ok(n) if n == self.req.len() => c.job = Some((due, sent)),
+            _ => self.fail(epoll, i),
+        }
+    }
+
+    /// Connection `i` failed or the server closed it: the request in flight
+    /// on it, if any, counts as unanswered. It is made again and waits for
+    /// work; if that fails too, it takes no more.
+    fn fail(&mut self, epoll: &Epoll, i: usize) {
+        // One the server closed while it waited for work is still listed.
+        self.idle.retain(|&j| j != i);
+        let c = &mut self.conns[i];
+        c.job = None;
+        c.end = 0;
+        if let Some(old) = c.stream.take() {
+            epoll.remove(&old);
+        }
+        if let Ok(stream) = connect(self.addr, epoll, i) {
+            c.stream = Some(stream);
+            self.reconnects += 1;
+            self.idle.push_back(i);
+        }
+    }
+
+    /// Connection `i` is readable: reads what came, and once the answer is
+    /// whole records it and gives the connection the oldest queued request
+    /// (or makes it idle).
+    fn readable(&mut self, epoll: &Epoll, i: usize) {
+        let c = &mut self.conns[i];
+        let Some(stream) = &c.stream else {
+            return;
+        };
+        if c.end == c.buf.len() {
+            // An answer this long is not a post's: the exchange is broken.
+            if c.buf.len() >= MAX_ANSWER {
+                return self.fail(epoll, i);
+            }
+            let len = c.buf.len();
+            c.buf.resize(2 * len, 0);
+        }
+        let end = c.end;
+        match (&*stream).read(&mut c.buf[end..]) {
+            // Level-triggered: what is left is reported again.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
+            Ok(0) | Err(_) => return self.fail(epoll, i),
+            Ok(n) => c.end += n,
+        }
+        let head = match parse_head(&c.buf[..c.end]) {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(_) => return self.fail(epoll, i),
+        };
+        let whole = head.head_len + head.body_len;
+        // An answer nobody asked for, or bytes after it, break the exchange.
+        let Some((due, sent)) = c.job.filter(|_| c.end <= whole) else {
+            return self.fail(epoll, i);
+        };
+        if c.end < whole {
+            return;
+        }
+        let done = Instant::now();
+        c.end = 0;
+        c.job = None;
+        if head.status == 200 && self.measured(due) {
+            self.ok += 1;
+            let second = (due - self.from).as_secs() as usize;
+            if let Some(h) = self.second_hists.get_mut(second) {
+                let _ = h.record(nanos(done - due));
+            }
+            let _ = self.due_hist.record(nanos(done - due));
+            let _ = self.service_hist.record(nanos(done - sent));
+        }
+        match self.backlog.pop_front() {
+            Some(next) => self.send(epoll, i, next),
+            None => self.idle.push_back(i),
+        }
+    }
+
+    /// Waits for answers for at most `timeout` and handles what came.
+    fn turn(
+        &mut self,
+        epoll: &Epoll,
+        events: &mut [libc::epoll_event],
+        timeout: Duration,
+    ) -> Result<()> {
+        let n = epoll.wait(events, timeout)?;
+        for e in &events[..n] {
+            self.readable(epoll, e.u64 as usize);
+        }
+        Ok(())
+    }
+
+    fn settled(&self) -> bool {
+        self.backlog.is_empty() && self.conns.iter().all(|c| c.job.is_none())
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// A level-triggered epoll instance.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> Result<Epoll> {
+        // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: fd was just created and is owned by nothing else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Reports `fd` readable with `key`.
+    fn add(&self, fd: &impl AsRawFd, key: u64) -> Result<()> {
+        let mut e = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: key,
+        };
+        // SAFETY: both descriptors are open; e is a valid event on the stack.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut e,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(())
+    }
+
+    /// Stops reporting `fd` (a failed connection, kept open until the end).
+    fn remove(&self, fd: &impl AsRawFd) {
+        // SAFETY: both descriptors are open; DEL ignores the event.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// Ready events into `events`, waiting at most `timeout` when there
+    /// are none (no timer is armed when there are); how many.
+    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> Result<usize> {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: events is a valid buffer of events.len() entries, ts a
+        // valid timespec on the stack; no signal mask is given.
+        let n = unsafe {
+            libc::epoll_pwait2(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(e.into());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// The calling thread's timer slack, set for a while: the kernel may end
+/// a sleep this much later than asked, to wake fewer times (50 µs unless
+/// changed), which would make every request due during a sleep late.
+struct TimerSlack(libc::c_ulong);
+
+impl TimerSlack {
+    fn set(ns: libc::c_ulong) -> Result<TimerSlack> {
+        // SAFETY: PR_GET_TIMERSLACK takes no pointer and returns the slack.
+        let old = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) };
+        // SAFETY: PR_SET_TIMERSLACK takes the slack in nanoseconds.
+        if old < 0 || unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("timer slack");
+        }
+        Ok(TimerSlack(old as libc::c_ulong))
+    }
+}
+
+impl Drop for TimerSlack {
+    fn drop(&mut self) {
+        // SAFETY: as in `set`; the thread is the one that set it.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, self.0) };
     }
 }
 
 /// A small xorshift generator: ids need to be spread, not secret.
 struct Ids {
-    state: Cell<u64>,
+    state: u64,
     n: u64,
 }
 
 impl Ids {
-    fn next(&self) -> u64 {
-        let mut x = self.state.get();
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.state.set(x);
+        self.state = x;
         x % self.n
     }
 }
 
-/// Runs the load; call inside a tokio runtime (it makes its own `LocalSet`).
-pub async fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
+/// Runs the load on the calling thread (it blocks for the whole run).
+pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
     if !(o.rate > 0.0 && o.rate.is_finite()) || o.connections == 0 || o.ids == 0 {
         bail!("openloop needs a positive rate, connections and ids");
     }
@@ -168,47 +472,43 @@ pub async fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
             o.tick
         );
     }
-    tokio::task::LocalSet::new().run_until(run_local(o)).await
-}
-
-async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
+    let epoll = Epoll::new()?;
     let mut conns = Vec::with_capacity(o.connections);
-    for _ in 0..o.connections {
-        conns.push(Conn::connect(o.addr).await?);
+    for i in 0..o.connections {
+        conns.push(Conn {
+            stream: Some(connect(o.addr, &epoll, i)?),
+            buf: vec![0; BUF],
+            end: 0,
+            job: None,
+        });
     }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; o.connections];
+    // Sleeps end when asked, not up to 50 µs later (the default slack).
+    let _slack = TimerSlack::set(1)?;
+
     let interval = Duration::from_secs_f64(1.0 / o.rate);
     let start = Instant::now() + Duration::from_millis(10);
     let from = start + Duration::from_secs_f64(o.warmup_secs);
     let to = from + Duration::from_secs_f64(o.secs);
-    let state = Rc::new(RefCell::new(State {
+    let mut load = Load {
+        addr: o.addr,
+        conns,
         backlog: VecDeque::new(),
-        idle: (0..o.connections).rev().collect(),
+        idle: (0..o.connections).collect(),
+        reconnects: 0,
         from,
         to,
         due_hist: histogram(),
         second_hists: (0..o.secs.ceil() as usize).map(|_| histogram()).collect(),
         service_hist: histogram(),
         ok: 0,
-    }));
-    let ids = Rc::new(Ids {
         // Any odd non-zero seed; vary it per run so runs do not repeat ids.
-        state: Cell::new(u64::from(std::process::id()) << 17 | 0x9e37_79b9),
-        n: o.ids,
-    });
-
-    let mut senders = Vec::with_capacity(o.connections);
-    let mut tasks = Vec::with_capacity(o.connections);
-    for (i, conn) in conns.into_iter().enumerate() {
-        let (tx, rx) = mpsc::unbounded_channel::<Instant>();
-        senders.push(tx);
-        tasks.push(tokio::task::spawn_local(connection(
-            i,
-            conn,
-            rx,
-            state.clone(),
-            ids.clone(),
-        )));
-    }
+        ids: Ids {
+            state: u64::from(std::process::id()) << 17 | 0x9e37_79b9,
+            n: o.ids,
+        },
+        req: Vec::with_capacity(128),
+    };
 
     let mut next = start;
     let mut due = 0u64;
@@ -217,7 +517,6 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
     // Steal ticks read at these times (see `mark_times`).
     let mark_at = mark_times(start, from, o.secs.ceil() as usize);
     let mut marks: Vec<u64> = Vec::with_capacity(mark_at.len());
-    let ticker = async_timerfd(o.tick)?;
     while next < to {
         let now = Instant::now();
         while marks.len() < mark_at.len() && now >= mark_at[marks.len()] {
@@ -226,62 +525,45 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         if meter.is_none() && now >= from && !o.pids.is_empty() {
             meter = Some(CpuMeter::start(&o.pids)?);
         }
+        load.drain_backlog(&epoll);
         while next <= now && next < to {
-            let mut s = state.borrow_mut();
-            let measured = s.measured(next);
+            let measured = load.measured(next);
             due += u64::from(measured);
-            match s.idle.pop() {
-                Some(i) => {
-                    // A connection task that ended (error) no longer
-                    // receives: the request counts as unanswered.
-                    let _ = senders[i].send(next);
-                }
-                None => {
-                    queued += u64::from(measured);
-                    s.backlog.push_back(next);
-                }
+            if load.dispatch(&epoll, next) {
+                queued += u64::from(measured);
             }
             next += interval;
         }
-        // Sleep until the next tick; answers that come meanwhile run their tasks.
-        let mut ready = ticker.readable().await?;
-        match read_timerfd(ready.get_inner()) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => ready.clear_ready(),
-            Err(e) => return Err(e.into()),
-        }
+        // Sleep until the tick at or after the next request's due time, or
+        // until an answer comes.
+        let wake = on_tick(start, o.tick, next);
+        load.turn(
+            &epoll,
+            &mut events,
+            wake.saturating_duration_since(Instant::now()),
+        )?;
     }
     // Let what is in flight finish (bounded), then stop the CPU meter: it
     // covers the requests due in the window and their answers, not the
     // idle server while the last steal marks are waited for.
     let grace = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < grace {
+    while Instant::now() < grace && !load.settled() {
         // A steal mark due meanwhile is read at its time.
         while marks.len() < mark_at.len() && Instant::now() >= mark_at[marks.len()] {
             marks.push(steal_ticks()?);
         }
-        let settled = {
-            let s = state.borrow();
-            s.backlog.is_empty() && s.idle.len() == o.connections
-        };
-        if settled {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        load.drain_backlog(&epoll);
+        load.turn(&epoll, &mut events, Duration::from_millis(1))?;
     }
     let cpu = match &meter {
         Some(m) => m.stop()?.0,
         None => Vec::new(),
     };
     while let Some(&at) = mark_at.get(marks.len()) {
-        tokio::time::sleep_until(at.into()).await;
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
         marks.push(steal_ticks()?);
     }
-    drop(senders);
-    for t in tasks {
-        t.abort();
-    }
-    let s = state.borrow();
+    let s = load;
     let (clean_secs, clean_latency) = clean_seconds(&marks, &s.second_hists);
     // Over the measured seconds: from the mark at their start to the one at their end.
     let seconds = s.second_hists.len();
@@ -300,6 +582,7 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         ok: answered,
         errors,
         queued,
+        reconnects: s.reconnects,
         secs: o.secs,
         latency: Summary::from_nanos(&s.due_hist),
         service: Summary::from_nanos(&s.service_hist),
@@ -313,6 +596,17 @@ async fn run_local(o: &OpenloopOptions) -> Result<OpenloopResult> {
         clean_secs,
         clean_latency,
     })
+}
+
+/// The first tick at or after `at`, ticks being `tick` apart from `start`:
+/// the dispatcher wakes only on them, so requests due close together go
+/// out together, each late by less than a tick, as with a periodic timer,
+/// but no timer fires while answers keep the dispatcher awake.
+fn on_tick(start: Instant, tick: Duration, at: Instant) -> Instant {
+    let since = at.saturating_duration_since(start).as_nanos();
+    let tick_ns = tick.as_nanos().max(1);
+    let ticks = since.div_ceil(tick_ns);
+    start + Duration::from_nanos((ticks * tick_ns).min(u64::MAX as u128) as u64)
 }
 
 /// When to read the steal counter for a window of `seconds` measured
@@ -352,61 +646,6 @@ fn clean_seconds(marks: &[u64], seconds: &[hdrhistogram::Histogram<u64>]) -> (u6
     (clean, Summary::from_nanos(&merged))
 }
 
-/// One keep-alive connection: takes due times (from the dispatcher, or the
-/// backlog when it frees up), sends a GET for each and records its latency.
-async fn connection(
-    index: usize,
-    mut conn: Conn,
-    mut rx: mpsc::UnboundedReceiver<Instant>,
-    state: Rc<RefCell<State>>,
-    ids: Rc<Ids>,
-) {
-    let mut req = Vec::with_capacity(128);
-    let mut job = rx.recv().await;
-    while let Some(due) = job {
-        req.clear();
-        req.extend_from_slice(b"GET /post?id=post-");
-        req.extend_from_slice(ids.next().to_string().as_bytes());
-        req.extend_from_slice(b" HTTP/1.1\r\nHost: bench\r\n\r\n");
-        let sent = Instant::now();
-        let answer = conn.exchange(&req, false).await;
-        let done = Instant::now();
-        let failed = {
-            let mut s = state.borrow_mut();
-            match &answer {
-                Ok(r) => {
-                    if r.status == 200 && s.measured(due) {
-                        s.ok += 1;
-                        let second = (due - s.from).as_secs() as usize;
-                        if let Some(h) = s.second_hists.get_mut(second) {
-                            let _ = h.record(nanos(done - due));
-                        }
-                        let _ = s.due_hist.record(nanos(done - due));
-                        let _ = s.service_hist.record(nanos(done - sent));
-                    }
-                    false
-                }
-                Err(_) => true,
-            }
-        };
-        if failed {
-            // The connection is gone: leave the rest to the others.
-            return;
-        }
-        job = {
-            let mut s = state.borrow_mut();
-            let next = s.backlog.pop_front();
-            if next.is_none() {
-                s.idle.push(index);
-            }
-            next
-        };
-        if job.is_none() {
-            job = rx.recv().await;
-        }
-    }
-}
-
 fn nanos(d: Duration) -> u64 {
     (d.as_nanos() as u64).max(1)
 }
@@ -417,8 +656,8 @@ mod tests {
 
     #[test]
     fn ids_stay_in_range_and_spread() {
-        let ids = Ids {
-            state: Cell::new(0x9e37_79b9),
+        let mut ids = Ids {
+            state: 0x9e37_79b9,
             n: 100,
         };
         let mut seen = [false; 100];
@@ -473,11 +712,29 @@ mod tests {
     }
 
     #[test]
+    fn the_dispatcher_wakes_on_the_first_tick_at_or_after_a_due_time() {
+        let start = Instant::now();
+        let us = Duration::from_micros;
+        let tick = us(50);
+        assert_eq!(on_tick(start, tick, start), start);
+        assert_eq!(on_tick(start, tick, start + us(1)), start + us(50));
+        assert_eq!(on_tick(start, tick, start + us(50)), start + us(50));
+        assert_eq!(on_tick(start, tick, start + us(51)), start + us(100));
+        // Before the start (not asked for): the start.
+        assert_eq!(on_tick(start + us(10), tick, start), start + us(10));
+    }
+
+    #[test]
+    fn decimals_are_written_whole() {
+        for n in [0, 7, 10, 99_999, u64::MAX] {
+            let mut out = b"id=".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("id={n}").into_bytes());
+        }
+    }
+
+    #[test]
     fn bad_options_are_refused() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let o = OpenloopOptions {
             label: "x".into(),
             server: String::new(),
@@ -491,14 +748,14 @@ mod tests {
             pids: vec![],
             tick: Duration::from_micros(50),
         };
-        let err = rt.block_on(run(&o)).unwrap_err();
+        let err = run(&o).unwrap_err();
         assert!(err.to_string().contains("positive rate"), "{err}");
         let o = OpenloopOptions {
             rate: 10.0,
             tick: Duration::ZERO,
             ..o
         };
-        let err = rt.block_on(run(&o)).unwrap_err();
+        let err = run(&o).unwrap_err();
         assert!(err.to_string().contains("tick"), "{err}");
     }
 }

@@ -10,9 +10,23 @@ use std::time::Duration;
 
 use heavyread_bench::openloop::{run, OpenloopOptions};
 
-/// Serves `200 ok` to every request on every connection; the `stall_at`-th
-/// request (counted across connections, 0 = never) is answered after `stall`.
-fn server(stall_at: u64, stall: Duration) -> SocketAddr {
+/// What the test server does besides answering `200 ok`.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    /// The `stall_at`-th request (counted across connections, 0 = never)
+    /// is answered after `stall`.
+    stall_at: u64,
+    stall: Duration,
+    /// The connection that brings the `drop_at`-th request (0 = never) is
+    /// closed without an answer.
+    drop_at: u64,
+    /// A connection that sends nothing for this long after an answer is
+    /// closed, as servers close idle keep-alive connections.
+    idle_close: Option<Duration>,
+}
+
+/// Serves `200 ok` to every request on every connection, with `faults`.
+fn server(faults: Faults) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicU64::new(0));
@@ -20,13 +34,13 @@ fn server(stall_at: u64, stall: Duration) -> SocketAddr {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
             let seen = seen.clone();
-            std::thread::spawn(move || serve(conn, &seen, stall_at, stall));
+            std::thread::spawn(move || serve(conn, &seen, faults));
         }
     });
     addr
 }
 
-fn serve(mut conn: TcpStream, seen: &AtomicU64, stall_at: u64, stall: Duration) {
+fn serve(mut conn: TcpStream, seen: &AtomicU64, faults: Faults) {
     conn.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -34,8 +48,11 @@ fn serve(mut conn: TcpStream, seen: &AtomicU64, stall_at: u64, stall: Duration) 
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             buf.drain(..end + 4);
             let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if n == stall_at {
-                std::thread::sleep(stall);
+            if n == faults.drop_at {
+                return;
+            }
+            if n == faults.stall_at {
+                std::thread::sleep(faults.stall);
             }
             if conn
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -43,7 +60,9 @@ fn serve(mut conn: TcpStream, seen: &AtomicU64, stall_at: u64, stall: Duration) 
             {
                 return;
             }
+            conn.set_read_timeout(faults.idle_close).unwrap();
         }
+        // A read timeout is the idle limit: the connection is dropped.
         match conn.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -67,18 +86,10 @@ fn options(addr: SocketAddr, rate: f64, secs: f64) -> OpenloopOptions {
     }
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn offers_the_rate_and_counts_every_answer() {
-    let addr = server(0, Duration::ZERO);
-    let r = block_on(run(&options(addr, 2000.0, 1.0))).unwrap();
+    let addr = server(Faults::default());
+    let r = run(&options(addr, 2000.0, 1.0)).unwrap();
     // 2000/s for 1 s: 2000 requests fall due in the window, to within the edges.
     assert!((1998..=2002).contains(&r.due), "{r:?}");
     assert_eq!(r.ok, r.due, "{r:?}");
@@ -97,10 +108,14 @@ fn offers_the_rate_and_counts_every_answer() {
 fn a_stall_is_charged_to_every_request_due_during_it() {
     // One connection, and one answer (after the warm-up's ~400 requests)
     // takes 300 ms: the ~600 requests due meanwhile queue behind it.
-    let addr = server(600, Duration::from_millis(300));
+    let addr = server(Faults {
+        stall_at: 600,
+        stall: Duration::from_millis(300),
+        ..Faults::default()
+    });
     let mut o = options(addr, 2000.0, 1.0);
     o.connections = 1;
-    let r = block_on(run(&o)).unwrap();
+    let r = run(&o).unwrap();
     assert_eq!(r.ok, r.due, "{r:?}");
     // Each of them waited for the stall: well over 10% of the samples are
     // above 100 ms, and the worst about 300 ms.
@@ -115,11 +130,11 @@ fn a_stall_is_charged_to_every_request_due_during_it() {
 fn the_dispatcher_sleeps_between_ticks_instead_of_spinning() {
     // The whole tool runs on this thread: at 2000 req/s it has little to do,
     // and a dispatcher that spun would use all of the thread's time.
-    let addr = server(0, Duration::ZERO);
+    let addr = server(Faults::default());
     let o = options(addr, 2000.0, 1.5);
     let before = heavyread_bench::procfs::thread_cpu_secs().unwrap();
     let wall = std::time::Instant::now();
-    let r = block_on(run(&o)).unwrap();
+    let r = run(&o).unwrap();
     let used = heavyread_bench::procfs::thread_cpu_secs().unwrap() - before;
     let wall = wall.elapsed().as_secs_f64();
     assert_eq!(r.ok, r.due, "{r:?}");
@@ -129,4 +144,40 @@ fn the_dispatcher_sleeps_between_ticks_instead_of_spinning() {
     );
     // Requests still go out on time: late by about a tick, not a millisecond.
     assert!(r.latency.p50 < 1_000.0, "{r:?}");
+}
+
+#[test]
+fn a_connection_the_server_dropped_loses_its_request_and_is_made_again() {
+    // The 600th request (in the measured window) is never answered: its
+    // connection is closed under it.
+    let addr = server(Faults {
+        drop_at: 600,
+        ..Faults::default()
+    });
+    let r = run(&options(addr, 2000.0, 1.0)).unwrap();
+    assert_eq!(r.errors, 1, "{r:?}");
+    assert_eq!(r.ok, r.due - 1, "{r:?}");
+    assert_eq!(r.reconnects, 1, "{r:?}");
+    // The connection made again took its share: nothing else waited.
+    assert!(r.latency.p99 < 50_000.0, "{r:?}");
+}
+
+#[test]
+fn connections_the_server_closes_while_idle_are_made_again_before_use() {
+    // 100 requests a second over 8 connections: each waits 80 ms between
+    // requests, and the server closes a connection idle for 30 ms after an
+    // answer. Every request would find its connection closed if the tool
+    // did not notice the close while the connection waited and make it
+    // again (a new connection is not closed before its first request, so
+    // no request races a close).
+    let addr = server(Faults {
+        idle_close: Some(Duration::from_millis(30)),
+        ..Faults::default()
+    });
+    let r = run(&options(addr, 100.0, 1.0)).unwrap();
+    assert!((99..=101).contains(&r.due), "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert_eq!(r.ok, r.due, "{r:?}");
+    // Each request's connection was closed after its answer.
+    assert!(r.reconnects >= r.due, "{r:?}");
 }
