@@ -108,6 +108,7 @@ impl Conn {
             etag,
             head_len,
             body_len,
+            ..
         } = loop {
             match parse_head(&self.buf[self.pos..])? {
                 Some(h) => break h,
@@ -152,6 +153,9 @@ pub struct Head {
     pub head_len: usize,
     /// Bytes of the body that follows.
     pub body_len: usize,
+    /// The server closes the connection after this answer (`Connection:
+    /// close`, or HTTP/1.0 without `keep-alive`).
+    pub close: bool,
 }
 
 /// Parses a response head, or `None` when more bytes are needed.
@@ -165,6 +169,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>> {
     let status = resp.code.context("response without a status")?;
     let mut etag = None;
     let mut length = None;
+    let (mut close, mut keep_alive) = (false, false);
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value).ok();
@@ -176,8 +181,15 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>> {
             etag = std::str::from_utf8(h.value).ok().map(str::to_owned);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             bail!("chunked responses are not supported by the bench client");
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
         }
     }
+    let close = close || (resp.version == Some(0) && !keep_alive);
     // No body on 1xx, 204 and 304, whatever Content-Length says.
     let body_len = if status < 200 || status == 204 || status == 304 {
         0
@@ -189,6 +201,7 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>> {
         etag,
         head_len,
         body_len,
+        close,
     }))
 }
 
@@ -235,6 +248,25 @@ mod tests {
         );
         assert_eq!(&r[h.head_len..], b"hello");
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nETag").unwrap(), None);
+    }
+
+    #[test]
+    fn heads_say_whether_the_server_closes_the_connection() {
+        let close = |r: &[u8]| parse_head(r).unwrap().unwrap().close;
+        assert!(!close(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(close(
+            b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(close(
+            b"HTTP/1.1 503 X\r\nconnection: upgrade, close\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(close(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!close(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(!close(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+        ));
     }
 
     #[test]

@@ -501,8 +501,9 @@ enum Cmd {
         /// Server process whose CPU time is measured (repeatable).
         #[arg(long = "pid")]
         pids: Vec<u32>,
-        /// The dispatcher's shortest sleep in microseconds (it does not spin):
-        /// requests due meanwhile go out together when it wakes.
+        /// The dispatcher's tick in microseconds: it does not spin, and when
+        /// it sleeps until the next request falls due it wakes on the first
+        /// tick at or after that time (a request goes out up to a tick late).
         #[arg(long, default_value_t = 50)]
         tick_us: u64,
         /// Result file.
@@ -578,7 +579,7 @@ fn main() -> Result<()> {
         return write_opt(json.as_deref(), &r);
     }
     if let Cmd::Openloop { .. } = &cmd {
-        // One thread: the dispatcher and every connection.
+        // One thread: the load runs on it and blocks it (see `openloop::run`).
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -738,8 +739,8 @@ async fn run(cmd: Cmd) -> Result<()> {
                 pids,
                 tick: std::time::Duration::from_micros(tick_us),
             };
-            // The load runs on a thread of its own: it blocks until the end.
-            let r = tokio::task::spawn_blocking(move || openloop::run(&o)).await??;
+            // It blocks this runtime's only thread, which has nothing else to run.
+            let r = openloop::run(&o)?;
             println!(
                 "{}: offered {} req/s, answered {} req/s  p50 {}  p99 {}  p99.9 {}  max {}  \
                  (service p99 {})  queued {}  server CPU {:.2} µs/req  VM steal {}  errors {}{}",

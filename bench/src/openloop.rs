@@ -21,14 +21,15 @@
 //!
 //! Everything runs on one thread, on a level-triggered epoll of its own:
 //! the dispatcher hands out every request that fell due whenever it wakes,
-//! and sleeps in `epoll_pwait2` until the next one falls due, but at least
-//! a `tick` (50 µs by default), or until an answer comes. It does not spin:
-//! on a VM whose vCPUs are throttled once the whole VM uses more than some
-//! share of its CPUs, a load tool that burns its core makes the server's
-//! core stall too (see `steal_ms`). A request is late by at most about one
-//! tick for the tool's own sake, which its latency includes. Under load
-//! answers keep it awake and it arms no timer at all (a periodic timer, one
-//! interrupt every tick, cost a tenth of the tool's CPU on a VM).
+//! and sleeps in `epoll_pwait2` until an answer comes or the first `tick`
+//! (50 µs apart by default, counted from the start) at or after the next
+//! due time. It does not spin: on a VM whose vCPUs are throttled once the
+//! whole VM uses more than some share of its CPUs, a load tool that burns
+//! its core makes the server's core stall too (see `steal_ms`). A request
+//! is late by at most about one tick for the tool's own sake, which its
+//! latency includes. Under load answers end its sleeps before their
+//! timeout, so no timer interrupt fires (a periodic timer, one interrupt
+//! every tick, cost a tenth of the tool's CPU on a VM).
 //!
 //! The tool must cost less per request than the server it loads, or at a
 //! high share of the server's maximum it falls behind and its own backlog
@@ -72,8 +73,9 @@ pub struct OpenloopOptions {
     pub ids: u64,
     /// Server processes whose CPU time is measured.
     pub pids: Vec<u32>,
-    /// The shortest sleep of the dispatcher: requests that fall due while
-    /// it sleeps go out together when it wakes (late by at most this).
+    /// The dispatcher's tick: sleeping until the next request falls due,
+    /// it wakes on the first tick at or after that time, so requests due
+    /// close together go out together, each late by less than a tick.
     pub tick: Duration,
 }
 
@@ -129,31 +131,67 @@ pub struct OpenloopResult {
     pub clean_latency: Summary,
 }
 
+/// Epoll interests (level-triggered).
+const EPOLLIN: u32 = libc::EPOLLIN as u32;
+const EPOLLOUT: u32 = libc::EPOLLOUT as u32;
+
 /// The answer to a request may take this much of a connection's buffer
 /// before it grows (a post's answer is well under 1 KiB).
 const BUF: usize = 16 << 10;
 /// The longest answer taken.
 const MAX_ANSWER: usize = 1 << 20;
 
+/// The longest wait before making a failing connection again.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Where a connection stands.
+enum Link {
+    /// Connected: it takes requests.
+    Up(TcpStream),
+    /// A connect in progress (epoll reports it writable once done).
+    Connecting(TcpStream),
+    /// Failed; made again at this time.
+    Down(Instant),
+}
+
 /// One keep-alive connection.
 struct Conn {
-    /// `None` once it failed and could not be made again.
-    stream: Option<TcpStream>,
+    link: Link,
     /// Bytes of the answer read so far are `buf[..end]`.
     buf: Vec<u8>,
     end: usize,
     /// When the request in flight fell due and was written; `None` while idle.
     job: Option<(Instant, Instant)>,
+    /// Failures since its last answer: the first is made again at once
+    /// (a server closes idle connections), the next ones after a wait
+    /// that doubles up to [`MAX_BACKOFF`], so a server that closes every
+    /// connection, or is down, does not make the tool spin.
+    failures: u32,
 }
 
-/// A new connection to `addr`, non-blocking, Nagle off, reported to
-/// `epoll` with `key`.
-fn connect(addr: SocketAddr, epoll: &Epoll, key: usize) -> Result<TcpStream> {
-    let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    stream.set_nonblocking(true)?;
-    epoll.add(&stream, key as u64)?;
-    Ok(stream)
+/// The wait before making a connection again after its `failures`-th
+/// failure in a row: none after the first, then 1 ms doubling up to
+/// [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 | 1 => Duration::ZERO,
+        n => (Duration::from_millis(1) * (1u32 << (n - 2).min(10))).min(MAX_BACKOFF),
+    }
+}
+
+/// Starts a non-blocking connect to `addr` (Nagle off): done, or in
+/// progress (`EINPROGRESS`), or refused at once.
+fn start_connect(addr: SocketAddr) -> std::io::Result<(TcpStream, bool)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    let done = match socket.connect(&addr.into()) {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => false,
+        Err(e) => return Err(e),
+    };
+    Ok((socket.into(), done))
 }
 
 /// The whole tool's state: one thread, no tasks.
@@ -168,6 +206,8 @@ struct Load {
     idle: VecDeque<usize>,
     /// Connections made again after the server closed them or they failed.
     reconnects: u64,
+    /// Connections that are down, waiting to be made again.
+    down: usize,
     /// Due times in `[from, to)` are measured.
     from: Instant,
     to: Instant,
@@ -225,7 +265,7 @@ impl Load {
         self.req
             .extend_from_slice(b" HTTP/1.1\r\nHost: bench\r\n\r\n");
         let c = &mut self.conns[i];
-        let Some(stream) = &c.stream else {
+        let Link::Up(stream) = &c.link else {
             return;
         };
         let sent = Instant::now();
@@ -236,22 +276,105 @@ impl Load {
     }
 
     /// Connection `i` failed or the server closed it: the request in flight
-    /// on it, if any, counts as unanswered. It is made again and waits for
-    /// work; if that fails too, it takes no more.
+    /// on it, if any, counts as unanswered. It is made again, at once the
+    /// first time, then after a wait (see [`Conn::failures`]).
     fn fail(&mut self, epoll: &Epoll, i: usize) {
-        // One the server closed while it waited for work is still listed.
+        self.close(epoll, i);
+        let c = &mut self.conns[i];
+        c.failures += 1;
+        let wait = backoff(c.failures);
+        c.link = Link::Down(Instant::now() + wait);
+        if wait.is_zero() {
+            self.reconnect(epoll, i);
+        }
+    }
+
+    /// Closes connection `i`'s socket, if it has one, and takes it off the
+    /// idle list (one the server closed while it waited for work is on it):
+    /// it is down.
+    fn close(&mut self, epoll: &Epoll, i: usize) {
         self.idle.retain(|&j| j != i);
         let c = &mut self.conns[i];
         c.job = None;
         c.end = 0;
-        if let Some(old) = c.stream.take() {
-            epoll.remove(&old);
+        match &c.link {
+            Link::Up(old) | Link::Connecting(old) => epoll.remove(old),
+            Link::Down(_) => return,
         }
-        if let Ok(stream) = connect(self.addr, epoll, i) {
-            c.stream = Some(stream);
-            self.reconnects += 1;
-            self.idle.push_back(i);
+        c.link = Link::Down(Instant::now());
+        self.down += 1;
+    }
+
+    /// Starts making connection `i` (down) again; once connected it waits
+    /// for work.
+    fn reconnect(&mut self, epoll: &Epoll, i: usize) {
+        self.down -= 1;
+        let started = start_connect(self.addr).and_then(|(stream, done)| {
+            let interest = if done { EPOLLIN } else { EPOLLOUT };
+            epoll.add(&stream, i as u64, interest)?;
+            Ok((stream, done))
+        });
+        match started {
+            Ok((stream, true)) => self.connected(i, stream),
+            Ok((stream, false)) => self.conns[i].link = Link::Connecting(stream),
+            Err(_) => {
+                self.down += 1;
+                self.fail_down(i);
+            }
         }
+    }
+
+    /// A connect of connection `i` (down) failed: it waits longer before
+    /// the next.
+    fn fail_down(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        c.failures = c.failures.max(1) + 1;
+        c.link = Link::Down(Instant::now() + backoff(c.failures));
+    }
+
+    fn connected(&mut self, i: usize, stream: TcpStream) {
+        self.conns[i].link = Link::Up(stream);
+        self.reconnects += 1;
+        self.idle.push_back(i);
+    }
+
+    /// Connection `i`'s connect in progress ended (epoll reported it).
+    fn connect_done(&mut self, epoll: &Epoll, i: usize) {
+        let Link::Connecting(stream) = &self.conns[i].link else {
+            return;
+        };
+        let ok = matches!(stream.take_error(), Ok(None)) && stream.peer_addr().is_ok();
+        if ok && epoll.watch(stream, i as u64, EPOLLIN).is_ok() {
+            let Link::Connecting(stream) =
+                std::mem::replace(&mut self.conns[i].link, Link::Down(Instant::now()))
+            else {
+                return;
+            };
+            self.connected(i, stream);
+        } else {
+            self.close(epoll, i);
+            self.fail_down(i);
+        }
+    }
+
+    /// Makes again the connections whose wait is over; the earliest time
+    /// one still waits for.
+    fn retry_due(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
+        if self.down == 0 {
+            return None;
+        }
+        let mut earliest: Option<Instant> = None;
+        for i in 0..self.conns.len() {
+            if let Link::Down(at) = self.conns[i].link {
+                if at <= now {
+                    self.reconnect(epoll, i);
+                }
+            }
+            if let Link::Down(at) = self.conns[i].link {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        earliest
     }
 
     /// Connection `i` is readable: reads what came, and once the answer is
@@ -259,8 +382,10 @@ impl Load {
     /// (or makes it idle).
     fn readable(&mut self, epoll: &Epoll, i: usize) {
         let c = &mut self.conns[i];
-        let Some(stream) = &c.stream else {
-            return;
+        let stream = match &c.link {
+            Link::Up(stream) => stream,
+            Link::Connecting(_) => return self.connect_done(epoll, i),
+            Link::Down(_) => return,
         };
         if c.end == c.buf.len() {
             // An answer this long is not a post's: the exchange is broken.
@@ -294,6 +419,7 @@ impl Load {
         let done = Instant::now();
         c.end = 0;
         c.job = None;
+        c.failures = 0;
         if head.status == 200 && self.measured(due) {
             self.ok += 1;
             let second = (due - self.from).as_secs() as usize;
@@ -302,6 +428,12 @@ impl Load {
             }
             let _ = self.due_hist.record(nanos(done - due));
             let _ = self.service_hist.record(nanos(done - sent));
+        }
+        if head.close {
+            // The server closes it after this answer: a new one waits for
+            // work once connected (not a failure).
+            self.close(epoll, i);
+            return self.reconnect(epoll, i);
         }
         match self.backlog.pop_front() {
             Some(next) => self.send(epoll, i, next),
@@ -357,28 +489,30 @@ impl Epoll {
         Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// Reports `fd` readable with `key`.
-    fn add(&self, fd: &impl AsRawFd, key: u64) -> Result<()> {
+    /// Reports `fd` with `key` when it is ready for `interest`.
+    fn add(&self, fd: &impl AsRawFd, key: u64, interest: u32) -> std::io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, key, interest)
+    }
+
+    /// Changes what `fd` (added) is reported for.
+    fn watch(&self, fd: &impl AsRawFd, key: u64, interest: u32) -> std::io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, key, interest)
+    }
+
+    fn ctl(&self, op: i32, fd: &impl AsRawFd, key: u64, interest: u32) -> std::io::Result<()> {
         let mut e = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
+            events: interest,
             u64: key,
         };
         // SAFETY: both descriptors are open; e is a valid event on the stack.
-        let r = unsafe {
-            libc::epoll_ctl(
-                self.0.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut e,
-            )
-        };
+        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut e) };
         if r != 0 {
-            return Err(std::io::Error::last_os_error().into());
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
 
-    /// Stops reporting `fd` (a failed connection, kept open until the end).
+    /// Stops reporting `fd` (a connection about to be closed).
     fn remove(&self, fd: &impl AsRawFd) {
         // SAFETY: both descriptors are open; DEL ignores the event.
         unsafe {
@@ -475,11 +609,18 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
     let epoll = Epoll::new()?;
     let mut conns = Vec::with_capacity(o.connections);
     for i in 0..o.connections {
+        // Before the run, a connect may block.
+        let stream =
+            TcpStream::connect(o.addr).with_context(|| format!("connect to {}", o.addr))?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        epoll.add(&stream, i as u64, EPOLLIN)?;
         conns.push(Conn {
-            stream: Some(connect(o.addr, &epoll, i)?),
+            link: Link::Up(stream),
             buf: vec![0; BUF],
             end: 0,
             job: None,
+            failures: 0,
         });
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; o.connections];
@@ -496,6 +637,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         backlog: VecDeque::new(),
         idle: (0..o.connections).collect(),
         reconnects: 0,
+        down: 0,
         from,
         to,
         due_hist: histogram(),
@@ -525,6 +667,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         if meter.is_none() && now >= from && !o.pids.is_empty() {
             meter = Some(CpuMeter::start(&o.pids)?);
         }
+        let retry = load.retry_due(&epoll, now);
         load.drain_backlog(&epoll);
         while next <= now && next < to {
             let measured = load.measured(next);
@@ -535,8 +678,15 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
             next += interval;
         }
         // Sleep until the tick at or after the next request's due time, or
-        // until an answer comes.
-        let wake = on_tick(start, o.tick, next);
+        // until an answer comes; a steal mark or a connection to make again
+        // may need an earlier wake.
+        let mut wake = on_tick(start, o.tick, next);
+        for t in [mark_at.get(marks.len()).copied(), retry]
+            .into_iter()
+            .flatten()
+        {
+            wake = wake.min(t);
+        }
         load.turn(
             &epoll,
             &mut events,
@@ -552,6 +702,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         while marks.len() < mark_at.len() && Instant::now() >= mark_at[marks.len()] {
             marks.push(steal_ticks()?);
         }
+        load.retry_due(&epoll, Instant::now());
         load.drain_backlog(&epoll);
         load.turn(&epoll, &mut events, Duration::from_millis(1))?;
     }

@@ -771,8 +771,10 @@ fn openloop_section(o: &mut String, r: &Results) {
          was **due** until its answer was read, so waiting behind a slow answer is charged \
          (no coordinated omission, unlike wrk's closed loop above, whose percentiles at full \
          speed are mostly its own 64 outstanding requests). Service is the time from writing \
-         the request to reading the answer. The tool wakes every 50 µs on a timer and sleeps \
-         in between (a request goes out up to a tick late, which its latency includes). Two \
+         the request to reading the answer. The tool is one thread on an epoll of its own, one \
+         `write` and one `read` per request; it sleeps until an answer comes or the first \
+         50-µs tick at or after the next due time (a request goes out up to a tick late, \
+         which its latency includes), and makes again a connection the server closed. Two \
          things to read the table with. The reader's CPU per request is higher here than at \
          full speed (an executor that runs out of work sleeps in the kernel and is woken per \
          request, instead of finding the next request already there), so 80% of the \
@@ -799,13 +801,17 @@ fn openloop_section(o: &mut String, r: &Results) {
     for x in runs {
         let _ = writeln!(
             o,
-            "| {}<br><small>{}{}</small> | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {}<br><small>{}{}{}</small> | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
             x.label,
             x.server,
             if fell_behind(x) {
                 "; **fell behind**: most requests queued"
             } else {
                 ""
+            },
+            match x.reconnects {
+                0 => String::new(),
+                n => format!("; {n} connections made again (closed by the server, or failed)"),
             },
             fmt_count(x.max_rate),
             fmt_count(x.target_rate),
@@ -2811,6 +2817,14 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 200 ms | 7 | 500 µs | 900 µs |"), "{md}");
+        // Connections made again are said in the run's row, and only then.
+        assert!(!md.contains("made again"), "{md}");
+        r.openloop[0].1.reconnects = 3;
+        let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
+        assert!(
+            md.contains("; 3 connections made again (closed by the server, or failed)</small>"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -23,6 +23,13 @@ struct Faults {
     /// A connection that sends nothing for this long after an answer is
     /// closed, as servers close idle keep-alive connections.
     idle_close: Option<Duration>,
+    /// Every `close_every`-th request (0 = never) is answered with
+    /// `Connection: close`, and its connection closed after the answer.
+    close_every: u64,
+    /// Once this many requests were seen (0 = never), every connection is
+    /// closed as soon as it brings a request or is accepted, as by a
+    /// server over its connection limit.
+    refuse_after: u64,
 }
 
 /// Serves `200 ok` to every request on every connection, with `faults`.
@@ -41,6 +48,9 @@ fn server(faults: Faults) -> SocketAddr {
 }
 
 fn serve(mut conn: TcpStream, seen: &AtomicU64, faults: Faults) {
+    if faults.refuse_after > 0 && seen.load(Ordering::Relaxed) >= faults.refuse_after {
+        return;
+    }
     conn.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -48,11 +58,17 @@ fn serve(mut conn: TcpStream, seen: &AtomicU64, faults: Faults) {
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             buf.drain(..end + 4);
             let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if n == faults.drop_at {
+            if n == faults.drop_at || (faults.refuse_after > 0 && n > faults.refuse_after) {
                 return;
             }
             if n == faults.stall_at {
                 std::thread::sleep(faults.stall);
+            }
+            if faults.close_every > 0 && n.is_multiple_of(faults.close_every) {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                );
+                return;
             }
             if conn
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -84,6 +100,24 @@ fn options(addr: SocketAddr, rate: f64, secs: f64) -> OpenloopOptions {
         pids: vec![std::process::id()],
         tick: Duration::from_micros(50),
     }
+}
+
+/// Runs the load on this thread; its result, the thread's CPU seconds and
+/// the wall seconds it took.
+fn run_timed(o: &OpenloopOptions) -> (heavyread_bench::openloop::OpenloopResult, f64, f64) {
+    let before = heavyread_bench::procfs::thread_cpu_secs().unwrap();
+    let wall = std::time::Instant::now();
+    let r = run(o).unwrap();
+    let used = heavyread_bench::procfs::thread_cpu_secs().unwrap() - before;
+    (r, used, wall.elapsed().as_secs_f64())
+}
+
+/// The whole tool runs on this thread: with little to do it must sleep.
+fn assert_mostly_asleep(used: f64, wall: f64) {
+    assert!(
+        used < 0.5 * wall,
+        "the tool's thread used {used:.2} s of CPU in {wall:.2} s"
+    );
 }
 
 #[test]
@@ -131,17 +165,9 @@ fn the_dispatcher_sleeps_between_ticks_instead_of_spinning() {
     // The whole tool runs on this thread: at 2000 req/s it has little to do,
     // and a dispatcher that spun would use all of the thread's time.
     let addr = server(Faults::default());
-    let o = options(addr, 2000.0, 1.5);
-    let before = heavyread_bench::procfs::thread_cpu_secs().unwrap();
-    let wall = std::time::Instant::now();
-    let r = run(&o).unwrap();
-    let used = heavyread_bench::procfs::thread_cpu_secs().unwrap() - before;
-    let wall = wall.elapsed().as_secs_f64();
+    let (r, used, wall) = run_timed(&options(addr, 2000.0, 1.5));
     assert_eq!(r.ok, r.due, "{r:?}");
-    assert!(
-        used < 0.5 * wall,
-        "the tool's thread used {used:.2} s of CPU in {wall:.2} s"
-    );
+    assert_mostly_asleep(used, wall);
     // Requests still go out on time: late by about a tick, not a millisecond.
     assert!(r.latency.p50 < 1_000.0, "{r:?}");
 }
@@ -164,7 +190,7 @@ fn a_connection_the_server_dropped_loses_its_request_and_is_made_again() {
 
 #[test]
 fn connections_the_server_closes_while_idle_are_made_again_before_use() {
-    // 100 requests a second over 8 connections: each waits 80 ms between
+    // 25 requests a second over 8 connections: each waits 320 ms between
     // requests, and the server closes a connection idle for 30 ms after an
     // answer. Every request would find its connection closed if the tool
     // did not notice the close while the connection waited and make it
@@ -174,10 +200,50 @@ fn connections_the_server_closes_while_idle_are_made_again_before_use() {
         idle_close: Some(Duration::from_millis(30)),
         ..Faults::default()
     });
-    let r = run(&options(addr, 100.0, 1.0)).unwrap();
-    assert!((99..=101).contains(&r.due), "{r:?}");
+    let r = run(&options(addr, 25.0, 2.0)).unwrap();
+    assert!((49..=51).contains(&r.due), "{r:?}");
     assert_eq!(r.errors, 0, "{r:?}");
     assert_eq!(r.ok, r.due, "{r:?}");
     // Each request's connection was closed after its answer.
     assert!(r.reconnects >= r.due, "{r:?}");
+}
+
+#[test]
+fn connections_the_server_says_it_closes_are_made_again_without_losing_a_request() {
+    // One connection; the 600th answer (in the measured window) comes after
+    // 50 ms and says `Connection: close`, as does every 600th. The ~100
+    // requests due during the stall wait in the backlog: the next one must
+    // go out on a new connection, not on the one the server closes.
+    let addr = server(Faults {
+        stall_at: 600,
+        stall: Duration::from_millis(50),
+        close_every: 600,
+        ..Faults::default()
+    });
+    let mut o = options(addr, 2000.0, 1.0);
+    o.connections = 1;
+    let r = run(&o).unwrap();
+    assert!(r.queued >= 50, "{r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert_eq!(r.ok, r.due, "{r:?}");
+    // 2,400 requests with the warm-up: 4 closes.
+    assert!((3..=4).contains(&r.reconnects), "{r:?}");
+}
+
+#[test]
+fn a_server_that_closes_every_connection_does_not_make_the_tool_spin() {
+    // After 300 requests (in the warm-up) every connection is closed at
+    // once: requests fail, and connections are made again ever more
+    // slowly instead of in a tight loop.
+    let addr = server(Faults {
+        refuse_after: 300,
+        ..Faults::default()
+    });
+    let (r, used, wall) = run_timed(&options(addr, 2000.0, 1.5));
+    assert_eq!(r.ok, 0, "{r:?}");
+    assert_eq!(r.errors, r.due, "{r:?}");
+    // 8 connections, each made again at once, then after 1, 2, 4 ... ms up
+    // to 1 s: about 15 times each in the run's 4 s or so, not thousands.
+    assert!(r.reconnects <= 8 * 20, "{r:?}");
+    assert_mostly_asleep(used, wall);
 }
