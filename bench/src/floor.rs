@@ -32,6 +32,8 @@ use anyhow::{bail, Context, Result};
 use heavyread_sync::record::{etag_hex, etag_of};
 use tracing::warn;
 
+use crate::sys;
+
 /// `--body-len` when not given: the suite's mean post size.
 pub const DEFAULT_BODY_LEN: usize = 350;
 
@@ -366,85 +368,6 @@ impl Floor {
                 sent: 0,
             });
         }
-    }
-}
-
-/// The floor's only `unsafe` code: epoll and `accept4(2)`, which std does
-/// not expose.
-mod sys {
-    use std::io;
-    use std::net::TcpStream;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-    /// An epoll instance (closed on drop).
-    #[derive(Debug)]
-    pub struct Epoll(OwnedFd);
-
-    impl Epoll {
-        /// A new epoll instance (close-on-exec).
-        pub fn new() -> io::Result<Self> {
-            // SAFETY: epoll_create1 takes a flag and touches no memory of ours.
-            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `fd` was just returned to us and is owned by nobody else.
-            Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-        }
-
-        fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-            let mut ev = libc::epoll_event { events, u64: token };
-            // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-            if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        }
-
-        /// Watches `fd` for `events` (level-triggered), reporting `token`.
-        pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-            self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
-        }
-
-        /// Watches a watched `fd` for other `events`.
-        pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-            self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
-        }
-
-        /// Waits for events (retrying on signals); how many were written into `out`.
-        pub fn wait(&self, out: &mut [libc::epoll_event]) -> io::Result<usize> {
-            let max = out.len().min(i32::MAX as usize) as i32;
-            loop {
-                // SAFETY: `out` is writable for `max` events.
-                let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), out.as_mut_ptr(), max, -1) };
-                if n >= 0 {
-                    return Ok(n as usize);
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// One connection from a listening socket, non-blocking and close-on-exec.
-    pub fn accept(listener: RawFd) -> io::Result<TcpStream> {
-        // SAFETY: null address pointers ask for no peer address; accept4
-        // touches no other memory of ours.
-        let fd = unsafe {
-            libc::accept4(
-                listener,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a connected TCP socket just returned to us, owned by nobody else.
-        Ok(TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 }
 

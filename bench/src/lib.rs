@@ -32,8 +32,8 @@
 //!   the server: its CPU per request and round trip.
 //! - `client`: a minimal keep-alive HTTP/1.1 client that counts bytes.
 //! - `process`, `procfs`, `sys`: child processes, `/proc` parsing, and the
-//!   libc calls of the tools (with `floor`'s epoll and `accept4` wrappers,
-//!   the only `unsafe`).
+//!   libc calls of the tools (epoll, `accept4`, timer slack and a few
+//!   more: the only `unsafe`).
 //! - `stats`, `results`: latency summaries and formatting; result files.
 //! - `sync`: the sync library alone (publish-to-applied latency, bootstrap).
 //! - `data`: deterministic post bodies of realistic size.

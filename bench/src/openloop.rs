@@ -40,7 +40,7 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::parse_head;
 use crate::procfs::{steal_ticks, ticks_ms, CpuMeter, ProcessCpu};
 use crate::stats::{histogram, Summary};
+use crate::sys::{Epoll, TimerSlack};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -143,13 +144,17 @@ const MAX_ANSWER: usize = 1 << 20;
 
 /// The longest wait before making a failing connection again.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A connect not done in this long (its SYNs dropped by a full accept
+/// queue, say) has failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where a connection stands.
 enum Link {
     /// Connected: it takes requests.
     Up(TcpStream),
-    /// A connect in progress (epoll reports it writable once done).
-    Connecting(TcpStream),
+    /// A connect in progress (epoll reports it writable once done), failed
+    /// if not done by the deadline.
+    Connecting(TcpStream, Instant),
     /// Failed; made again at this time.
     Down(Instant),
 }
@@ -206,8 +211,9 @@ struct Load {
     idle: VecDeque<usize>,
     /// Connections made again after the server closed them or they failed.
     reconnects: u64,
-    /// Connections that are down, waiting to be made again.
-    down: usize,
+    /// No connection needs making again, nor has a connect to time out,
+    /// before this (`None`: none at all), so most turns skip the scan.
+    retry_at: Option<Instant>,
     /// Due times in `[from, to)` are measured.
     from: Instant,
     to: Instant,
@@ -280,56 +286,65 @@ impl Load {
     /// first time, then after a wait (see [`Conn::failures`]).
     fn fail(&mut self, epoll: &Epoll, i: usize) {
         self.close(epoll, i);
-        let c = &mut self.conns[i];
-        c.failures += 1;
-        let wait = backoff(c.failures);
-        c.link = Link::Down(Instant::now() + wait);
+        self.conns[i].failures += 1;
+        let wait = backoff(self.conns[i].failures);
         if wait.is_zero() {
             self.reconnect(epoll, i);
+        } else {
+            self.down_until(i, Instant::now() + wait);
         }
     }
 
     /// Closes connection `i`'s socket, if it has one, and takes it off the
-    /// idle list (one the server closed while it waited for work is on it):
-    /// it is down.
+    /// idle list (one the server closed while it waited for work is on it).
     fn close(&mut self, epoll: &Epoll, i: usize) {
         self.idle.retain(|&j| j != i);
         let c = &mut self.conns[i];
         c.job = None;
         c.end = 0;
-        match &c.link {
-            Link::Up(old) | Link::Connecting(old) => epoll.remove(old),
-            Link::Down(_) => return,
+        if let Link::Up(old) | Link::Connecting(old, _) = &c.link {
+            epoll.remove(old.as_raw_fd());
         }
         c.link = Link::Down(Instant::now());
-        self.down += 1;
     }
 
-    /// Starts making connection `i` (down) again; once connected it waits
-    /// for work.
+    /// Connection `i` is down until `at`.
+    fn down_until(&mut self, i: usize, at: Instant) {
+        self.conns[i].link = Link::Down(at);
+        self.wake_for(at);
+    }
+
+    fn wake_for(&mut self, at: Instant) {
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Starts making connection `i` (closed) again; once connected it
+    /// waits for work.
     fn reconnect(&mut self, epoll: &Epoll, i: usize) {
-        self.down -= 1;
         let started = start_connect(self.addr).and_then(|(stream, done)| {
             let interest = if done { EPOLLIN } else { EPOLLOUT };
-            epoll.add(&stream, i as u64, interest)?;
+            epoll.add(stream.as_raw_fd(), interest, i as u64)?;
             Ok((stream, done))
         });
         match started {
             Ok((stream, true)) => self.connected(i, stream),
-            Ok((stream, false)) => self.conns[i].link = Link::Connecting(stream),
-            Err(_) => {
-                self.down += 1;
-                self.fail_down(i);
+            Ok((stream, false)) => {
+                let deadline = Instant::now() + CONNECT_TIMEOUT;
+                self.conns[i].link = Link::Connecting(stream, deadline);
+                self.wake_for(deadline);
             }
+            Err(_) => self.connect_failed(epoll, i),
         }
     }
 
-    /// A connect of connection `i` (down) failed: it waits longer before
-    /// the next.
-    fn fail_down(&mut self, i: usize) {
+    /// A connect of connection `i` failed: it waits longer before the
+    /// next (never none: a refused connect fails at once).
+    fn connect_failed(&mut self, epoll: &Epoll, i: usize) {
+        self.close(epoll, i);
         let c = &mut self.conns[i];
         c.failures = c.failures.max(1) + 1;
-        c.link = Link::Down(Instant::now() + backoff(c.failures));
+        let at = Instant::now() + backoff(c.failures);
+        self.down_until(i, at);
     }
 
     fn connected(&mut self, i: usize, stream: TcpStream) {
@@ -340,41 +355,37 @@ impl Load {
 
     /// Connection `i`'s connect in progress ended (epoll reported it).
     fn connect_done(&mut self, epoll: &Epoll, i: usize) {
-        let Link::Connecting(stream) = &self.conns[i].link else {
+        let Link::Connecting(stream, _) = &self.conns[i].link else {
             return;
         };
         let ok = matches!(stream.take_error(), Ok(None)) && stream.peer_addr().is_ok();
-        if ok && epoll.watch(stream, i as u64, EPOLLIN).is_ok() {
-            let Link::Connecting(stream) =
-                std::mem::replace(&mut self.conns[i].link, Link::Down(Instant::now()))
-            else {
-                return;
-            };
+        if !ok || epoll.modify(stream.as_raw_fd(), EPOLLIN, i as u64).is_err() {
+            return self.connect_failed(epoll, i);
+        }
+        let link = std::mem::replace(&mut self.conns[i].link, Link::Down(Instant::now()));
+        if let Link::Connecting(stream, _) = link {
             self.connected(i, stream);
-        } else {
-            self.close(epoll, i);
-            self.fail_down(i);
         }
     }
 
-    /// Makes again the connections whose wait is over; the earliest time
-    /// one still waits for.
+    /// Makes again the connections whose wait is over and fails connects
+    /// past their deadline; the next time this has something to do.
     fn retry_due(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
-        if self.down == 0 {
-            return None;
+        match self.retry_at {
+            Some(at) if at <= now => {}
+            other => return other,
         }
-        let mut earliest: Option<Instant> = None;
+        self.retry_at = None;
         for i in 0..self.conns.len() {
-            if let Link::Down(at) = self.conns[i].link {
-                if at <= now {
-                    self.reconnect(epoll, i);
-                }
-            }
-            if let Link::Down(at) = self.conns[i].link {
-                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            match self.conns[i].link {
+                Link::Down(at) if at <= now => self.reconnect(epoll, i),
+                Link::Down(at) => self.wake_for(at),
+                Link::Connecting(_, deadline) if deadline <= now => self.connect_failed(epoll, i),
+                Link::Connecting(_, deadline) => self.wake_for(deadline),
+                Link::Up(_) => {}
             }
         }
-        earliest
+        self.retry_at
     }
 
     /// Connection `i` is readable: reads what came, and once the answer is
@@ -384,7 +395,7 @@ impl Load {
         let c = &mut self.conns[i];
         let stream = match &c.link {
             Link::Up(stream) => stream,
-            Link::Connecting(_) => return self.connect_done(epoll, i),
+            Link::Connecting(..) => return self.connect_done(epoll, i),
             Link::Down(_) => return,
         };
         if c.end == c.buf.len() {
@@ -448,7 +459,7 @@ impl Load {
         events: &mut [libc::epoll_event],
         timeout: Duration,
     ) -> Result<()> {
-        let n = epoll.wait(events, timeout)?;
+        let n = epoll.wait_for(events, timeout)?;
         for e in &events[..n] {
             self.readable(epoll, e.u64 as usize);
         }
@@ -473,109 +484,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-/// A level-triggered epoll instance.
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> Result<Epoll> {
-        // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: fd was just created and is owned by nothing else.
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Reports `fd` with `key` when it is ready for `interest`.
-    fn add(&self, fd: &impl AsRawFd, key: u64, interest: u32) -> std::io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, key, interest)
-    }
-
-    /// Changes what `fd` (added) is reported for.
-    fn watch(&self, fd: &impl AsRawFd, key: u64, interest: u32) -> std::io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, key, interest)
-    }
-
-    fn ctl(&self, op: i32, fd: &impl AsRawFd, key: u64, interest: u32) -> std::io::Result<()> {
-        let mut e = libc::epoll_event {
-            events: interest,
-            u64: key,
-        };
-        // SAFETY: both descriptors are open; e is a valid event on the stack.
-        let r = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut e) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Stops reporting `fd` (a connection about to be closed).
-    fn remove(&self, fd: &impl AsRawFd) {
-        // SAFETY: both descriptors are open; DEL ignores the event.
-        unsafe {
-            libc::epoll_ctl(
-                self.0.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd.as_raw_fd(),
-                std::ptr::null_mut(),
-            );
-        }
-    }
-
-    /// Ready events into `events`, waiting at most `timeout` when there
-    /// are none (no timer is armed when there are); how many.
-    fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> Result<usize> {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: events is a valid buffer of events.len() entries, ts a
-        // valid timespec on the stack; no signal mask is given.
-        let n = unsafe {
-            libc::epoll_pwait2(
-                self.0.as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                &ts,
-                std::ptr::null(),
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(e.into());
-        }
-        Ok(n as usize)
-    }
-}
-
-/// The calling thread's timer slack, set for a while: the kernel may end
-/// a sleep this much later than asked, to wake fewer times (50 µs unless
-/// changed), which would make every request due during a sleep late.
-struct TimerSlack(libc::c_ulong);
-
-impl TimerSlack {
-    fn set(ns: libc::c_ulong) -> Result<TimerSlack> {
-        // SAFETY: PR_GET_TIMERSLACK takes no pointer and returns the slack.
-        let old = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) };
-        // SAFETY: PR_SET_TIMERSLACK takes the slack in nanoseconds.
-        if old < 0 || unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("timer slack");
-        }
-        Ok(TimerSlack(old as libc::c_ulong))
-    }
-}
-
-impl Drop for TimerSlack {
-    fn drop(&mut self) {
-        // SAFETY: as in `set`; the thread is the one that set it.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, self.0) };
-    }
 }
 
 /// A small xorshift generator: ids need to be spread, not secret.
@@ -614,7 +522,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
             TcpStream::connect(o.addr).with_context(|| format!("connect to {}", o.addr))?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
-        epoll.add(&stream, i as u64, EPOLLIN)?;
+        epoll.add(stream.as_raw_fd(), EPOLLIN, i as u64)?;
         conns.push(Conn {
             link: Link::Up(stream),
             buf: vec![0; BUF],
@@ -625,7 +533,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; o.connections];
     // Sleeps end when asked, not up to 50 µs later (the default slack).
-    let _slack = TimerSlack::set(1)?;
+    let _slack = TimerSlack::set(1).context("timer slack")?;
 
     let interval = Duration::from_secs_f64(1.0 / o.rate);
     let start = Instant::now() + Duration::from_millis(10);
@@ -637,7 +545,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         backlog: VecDeque::new(),
         idle: (0..o.connections).collect(),
         reconnects: 0,
-        down: 0,
+        retry_at: None,
         from,
         to,
         due_hist: histogram(),
@@ -667,7 +575,6 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         if meter.is_none() && now >= from && !o.pids.is_empty() {
             meter = Some(CpuMeter::start(&o.pids)?);
         }
-        let retry = load.retry_due(&epoll, now);
         load.drain_backlog(&epoll);
         while next <= now && next < to {
             let measured = load.measured(next);
@@ -677,6 +584,8 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
             }
             next += interval;
         }
+        // After the sends: one that failed may have set a retry.
+        let retry = load.retry_due(&epoll, Instant::now());
         // Sleep until the tick at or after the next request's due time, or
         // until an answer comes; a steal mark or a connection to make again
         // may need an earlier wake.
@@ -873,6 +782,17 @@ mod tests {
         assert_eq!(on_tick(start, tick, start + us(51)), start + us(100));
         // Before the start (not asked for): the start.
         assert_eq!(on_tick(start + us(10), tick, start), start + us(10));
+    }
+
+    #[test]
+    fn a_failing_connection_waits_longer_each_time_up_to_a_second() {
+        let ms = Duration::from_millis;
+        assert_eq!(backoff(1), Duration::ZERO, "the first failure: at once");
+        assert_eq!(backoff(2), ms(1));
+        assert_eq!(backoff(3), ms(2));
+        assert_eq!(backoff(11), ms(512));
+        assert_eq!(backoff(12), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 
     #[test]

@@ -1531,7 +1531,9 @@ same loop saw 21–42 gaps longer than 1 ms in 40 s per vCPU (most under 10 ms),
 Steal is counted in 10 ms ticks, so gaps of a few ms can pass as steal-free; they are the likely \
 source of the multi-millisecond p99.9 that remains in the steal-free seconds. A run in which the server and the load tool together \
 use more than about 1.5 of the 2 CPUs is therefore stalled for whole 100 ms periods, whatever the \
-server. The open-loop tool no longer spins (it used a whole CPU), it wakes on a 50 µs timer. Every \
+server. The open-loop tool no longer spins (it used a whole CPU): it woke on a 50 µs timer then, \
+and since 2026-12-07 sleeps until an answer comes or the first 50 µs tick at or after the next \
+due time. Every \
 wrk, open-loop and propagation run now records the steal time during it, and the open-loop table \
 also gives the percentiles over the seconds without steal. At 80% of its closed-loop maximum the reader alone uses about 0.9 \
 of a CPU, so with the load tool these runs stay above that threshold. CPU per request is unaffected: \
