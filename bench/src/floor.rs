@@ -19,7 +19,7 @@
 //!   straddle two reads (`Carry`) and an answer the socket did not take
 //!   at once.
 //! - [`count_heads`]: the head count (Horspool's search for `\r\n\r\n`).
-//! - `sys`: epoll and `accept4(2)`, the module's only `unsafe`.
+//! - `crate::sys`: epoll and `accept4(2)` (the bench tools' only `unsafe`).
 //!
 //! Errors never stop the server: a connection whose `recv` or `send` fails,
 //! or whose peer closed, is closed; nothing from the network can panic it.

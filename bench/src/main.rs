@@ -756,9 +756,10 @@ async fn run(cmd: Cmd) -> Result<()> {
                 r.cpu_us_per_req,
                 fmt_steal(r.steal_ms),
                 r.errors,
-                match r.reconnects {
-                    0 => String::new(),
-                    n => format!("  reconnects {n}"),
+                match (r.reconnects, r.failed_connects) {
+                    (0, 0) => String::new(),
+                    (n, 0) => format!("  reconnects {n}"),
+                    (n, f) => format!("  reconnects {n} ({f} connects failed)"),
                 }
             );
             write_opt(json.as_deref(), &r)?;

@@ -103,10 +103,15 @@ pub struct OpenloopResult {
     pub errors: u64,
     /// Of those, due while every connection was busy (they waited in the backlog).
     pub queued: u64,
-    /// Connections made again during the run after the server closed them
-    /// or they failed (a request in flight on one counts in `errors`).
+    /// Connections made again after the server closed them or they failed
+    /// (a request in flight on one counts in `errors`), over the whole run,
+    /// warm-up and the wait for the last answers included.
     #[serde(default)]
     pub reconnects: u64,
+    /// Connects that failed over the whole run (refused, or not done in
+    /// time); each waits longer before the next.
+    #[serde(default)]
+    pub failed_connects: u64,
     /// Measured seconds.
     pub secs: f64,
     /// Latency from when each request was due until its answer was read.
@@ -170,7 +175,9 @@ struct Conn {
     /// Failures since its last answer: the first is made again at once
     /// (a server closes idle connections), the next ones after a wait
     /// that doubles up to [`MAX_BACKOFF`], so a server that closes every
-    /// connection, or is down, does not make the tool spin.
+    /// connection, or is down, does not make the tool spin. A connect that
+    /// succeeds does not reset it, an answer does: a server that closes
+    /// connections before their first request is tried ever more slowly.
     failures: u32,
 }
 
@@ -211,6 +218,8 @@ struct Load {
     idle: VecDeque<usize>,
     /// Connections made again after the server closed them or they failed.
     reconnects: u64,
+    /// Connects that failed.
+    failed_connects: u64,
     /// No connection needs making again, nor has a connect to time out,
     /// before this (`None`: none at all), so most turns skip the scan.
     retry_at: Option<Instant>,
@@ -297,6 +306,8 @@ impl Load {
 
     /// Closes connection `i`'s socket, if it has one, and takes it off the
     /// idle list (one the server closed while it waited for work is on it).
+    /// The caller gives it its next state: made again, or down until a
+    /// time (which schedules the wake).
     fn close(&mut self, epoll: &Epoll, i: usize) {
         self.idle.retain(|&j| j != i);
         let c = &mut self.conns[i];
@@ -340,6 +351,7 @@ impl Load {
     /// A connect of connection `i` failed: it waits longer before the
     /// next (never none: a refused connect fails at once).
     fn connect_failed(&mut self, epoll: &Epoll, i: usize) {
+        self.failed_connects += 1;
         self.close(epoll, i);
         let c = &mut self.conns[i];
         c.failures = c.failures.max(1) + 1;
@@ -545,6 +557,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         backlog: VecDeque::new(),
         idle: (0..o.connections).collect(),
         reconnects: 0,
+        failed_connects: 0,
         retry_at: None,
         from,
         to,
@@ -643,6 +656,7 @@ pub fn run(o: &OpenloopOptions) -> Result<OpenloopResult> {
         errors,
         queued,
         reconnects: s.reconnects,
+        failed_connects: s.failed_connects,
         secs: o.secs,
         latency: Summary::from_nanos(&s.due_hist),
         service: Summary::from_nanos(&s.service_hist),

@@ -773,7 +773,8 @@ fn openloop_section(o: &mut String, r: &Results) {
          speed are mostly its own 64 outstanding requests). Service is the time from writing \
          the request to reading the answer. The tool is one thread on an epoll of its own, one \
          `write` and one `read` per request; it sleeps until an answer comes or the first \
-         50-µs tick at or after the next due time (a request goes out up to a tick late, \
+         tick (50 µs apart unless `--tick-us` says otherwise) at or after the next due time \
+         (a request goes out up to a tick late, \
          which its latency includes), and makes again a connection the server closed. Two \
          things to read the table with. The reader's CPU per request is higher here than at \
          full speed (an executor that runs out of work sleeps in the kernel and is woken per \
@@ -811,7 +812,9 @@ fn openloop_section(o: &mut String, r: &Results) {
             },
             match x.reconnects {
                 0 => String::new(),
-                n => format!("; {n} connections made again (closed by the server, or failed)"),
+                n => format!(
+                    "; {n} connections made again, warm-up included (closed by the server, or failed)"
+                ),
             },
             fmt_count(x.max_rate),
             fmt_count(x.target_rate),
@@ -2824,7 +2827,9 @@ mod tests {
         r.openloop[0].1.reconnects = 3;
         let md = render(&r, &dir.path().join("plots"), "plots").unwrap();
         assert!(
-            md.contains("; 3 connections made again (closed by the server, or failed)</small>"),
+            md.contains(
+                "; 3 connections made again, warm-up included (closed by the server, or failed)</small>"
+            ),
             "{md}"
         );
     }
