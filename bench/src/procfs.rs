@@ -503,8 +503,10 @@ mod tests {
     fn a_child_that_ends_during_the_interval_counts_for_its_parent() {
         // The subshell is born after the start and gone by the stop, like
         // Redis's AOF rewrite child: the shell waits for it, then says so
-        // and sleeps.
-        let (cpu, _) = meter_a_spinning_child("", "; touch DONE; exec sleep 30");
+        // and sleeps. It says so with a redirection, not `touch`: a `touch`
+        // that made the file and had not yet ended was listed as a second
+        // child.
+        let (cpu, _) = meter_a_spinning_child("", "; : > DONE; exec sleep 30");
         assert_eq!(cpu.len(), 1, "{cpu:?}");
         assert!(
             cpu[0].cpu_secs >= 0.05,
@@ -516,7 +518,7 @@ mod tests {
     fn a_child_born_during_the_interval_and_still_running_is_listed() {
         // The subshell says so itself and stays (a rewrite child still
         // running at the stop).
-        let (cpu, sh) = meter_a_spinning_child("; touch DONE; exec sleep 5", " & wait");
+        let (cpu, sh) = meter_a_spinning_child("; : > DONE; exec sleep 5", " & wait");
         assert!(
             cpu.iter().any(|p| p.pid != sh && p.cpu_secs >= 0.05),
             "the running child's CPU is not counted: {cpu:?}"
