@@ -1,11 +1,12 @@
 //! The reader's request-head parser over arbitrary bytes and limits: never
 //! a panic, framing stays inside the buffer and the limits, a `Partial`
-//! answer only while the head still fits, and ids that come out are valid.
+//! answer only while the head still fits, and ids that come out (also as
+//! prefetch hints) are valid.
 
 #![no_main]
 
 use heavyread_reader::http::{
-    etag_list_matches, parse_request, query_id, Limits, Parse, MAX_HEADERS_CAP,
+    etag_list_matches, parse_request, post_id_hints, query_id, Limits, Parse, MAX_HEADERS_CAP,
 };
 use heavyread_sync::record::{valid_id, MAX_ID_LEN};
 use libfuzzer_sys::fuzz_target;
@@ -62,6 +63,12 @@ fuzz_target!(|data: &[u8]| {
     let mut at = 0;
     while let Some(len) = check(&rest[at..], &limits) {
         at += len;
+    }
+    // The prefetch's id hints: valid ids, inside the input.
+    for id in post_id_hints(rest) {
+        assert!(valid_id(id.as_bytes()), "post_id_hints let {id:?} through");
+        let at = id.as_ptr() as usize - rest.as_ptr() as usize;
+        assert!(at + id.len() <= rest.len());
     }
     // The `If-None-Match` matcher alone, on the raw bytes.
     let _ = etag_list_matches(rest, ETAG);

@@ -613,6 +613,32 @@ fn percent_decode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
     Some(n)
 }
 
+/// The ids of the `/post?id=<id>` requests in `input`, in order, for
+/// prefetching their posts before the requests are parsed: found by that
+/// text alone, wherever it stands (a hint, never an answer: each request is
+/// still parsed and checked in full). An id is taken up to a space or `&`,
+/// and only when it is in the id alphabet as it stands.
+pub fn post_id_hints(input: &[u8]) -> impl Iterator<Item = &str> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(POST_ID));
+    FINDER.find_iter(input).filter_map(|at| {
+        let rest = &input[at + POST_ID.len()..];
+        let end = rest
+            .iter()
+            .take(MAX_ID_LEN + 1)
+            .position(|&b| b == b' ' || b == b'&')?;
+        let id = &rest[..end];
+        if valid_id(id) {
+            std::str::from_utf8(id).ok()
+        } else {
+            None
+        }
+    })
+}
+
+/// What [`post_id_hints`] looks for.
+const POST_ID: &[u8] = b"/post?id=";
+
 /// The `id` parameter of a query string, percent-decoded into `buf` and
 /// checked against the id alphabet.
 pub fn query_id<'q>(query: &'q [u8], buf: &'q mut [u8; MAX_ID_LEN]) -> Result<&'q str, IdError> {
@@ -875,6 +901,32 @@ mod tests {
             Parse::Reject(r, _, _) => r,
             other => panic!("{:?} for {:?}", other, String::from_utf8_lossy(buf)),
         }
+    }
+
+    #[test]
+    fn post_id_hints_are_the_ids_of_post_requests_in_order() {
+        let input = b"GET /post?id=a-1 HTTP/1.1\r\nHost: h\r\n\r\n\
+                      HEAD /post?id=B.2&x=1 HTTP/1.1\r\nHost: h\r\n\r\n\
+                      GET /health HTTP/1.1\r\nHost: h\r\n\r\n\
+                      GET /post?id=%41 HTTP/1.1\r\nHost: h\r\n\r\n\
+                      GET /post?id=bad!id HTTP/1.1\r\nReferer: /post?id=c_3 x\r\n\r\n\
+                      GET /post?id=d~4 HTTP/1.1\r\nHost: h\r\n\r\n\
+                      GET /post?id=cut-off-at-the-end";
+        let hints: Vec<&str> = post_id_hints(input).collect();
+        // Percent-encoded, out-of-alphabet and unterminated ids are left to
+        // the parser; an id in a header is a hint like any other.
+        assert_eq!(hints, ["a-1", "B.2", "c_3", "d~4"]);
+        // Each hint borrows the input, where the request's own id will be.
+        let at = hints[0].as_ptr() as usize - input.as_ptr() as usize;
+        assert_eq!(&input[at..at + 3], b"a-1");
+        let long = format!(
+            "GET /post?id={} HTTP/1.1\r\n\r\n",
+            "x".repeat(MAX_ID_LEN + 1)
+        );
+        assert_eq!(post_id_hints(long.as_bytes()).count(), 0);
+        let longest = format!("GET /post?id={} HTTP/1.1\r\n\r\n", "x".repeat(MAX_ID_LEN));
+        assert_eq!(post_id_hints(longest.as_bytes()).count(), 1);
+        assert_eq!(post_id_hints(b"").count(), 0);
     }
 
     #[test]

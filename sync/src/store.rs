@@ -72,6 +72,9 @@ pub const ENTRY_OVERHEAD: u64 = 70;
 /// slot number kept at the end of the entry's block (4).
 pub const RING_SLOT_OVERHEAD: u64 = 36;
 
+/// Most ids one [`Store::prefetch`] takes.
+pub const PREFETCH_MAX: usize = 16;
+
 /// Slot number of an entry that is in no ring (unbounded stores).
 const NO_SLOT: u32 = u32::MAX;
 
@@ -162,6 +165,11 @@ mod block {
     use std::ptr::NonNull;
     use std::sync::atomic::AtomicBool;
 
+    /// A cache line.
+    const LINE: usize = 64;
+    /// A block's bytes that [`Entry::prefetch`] asks for at most: an answer
+    /// of a typical post, while a large post's copy streams its own lines.
+    const PREFETCH_BYTES: usize = 1024;
     /// Set in `lens` when the block ends with a ring slot.
     const HAS_SLOT: u32 = 1 << 31;
     /// Bytes of the ring slot at the end of a bounded store's block.
@@ -337,6 +345,21 @@ mod block {
             let at = usize::from(self.id_len) + usize::from(self.head_len);
             // SAFETY: the body follows the header fragment.
             unsafe { self.bytes(at, self.body_len()) }
+        }
+
+        /// Asks the CPU to start loading the block's lines that an answer
+        /// reads (id, header fragment and body, up to [`PREFETCH_BYTES`]).
+        #[inline]
+        pub(super) fn prefetch(&self) {
+            let len = self.block_len().min(PREFETCH_BYTES);
+            let start = self.ptr.as_ptr() as usize;
+            // Every line the block's first `len` bytes touch; a prefetch
+            // reads nothing and cannot fault, so addresses alone are enough.
+            let mut line = start & !(LINE - 1);
+            while line < start + len {
+                papaya::prefetch_read(line as *const u8);
+                line += LINE;
+            }
         }
 
         /// Position of the id in the writer's eviction ring (bounded stores);
@@ -563,6 +586,43 @@ impl Store {
             }
         }
         e
+    }
+
+    /// Starts loading what [`Store::get`] of each of `ids` will read, all
+    /// of them together, so that their waits for memory overlap instead of
+    /// following each other. Up to [`PREFETCH_MAX`] ids; the rest are not
+    /// taken from the iterator.
+    ///
+    /// A lookup reads three things that each need the one before: the
+    /// table's slot (its metadata byte and node pointer), papaya's node (the
+    /// entry handle) and the entry's block (the id, compared, then the
+    /// answer, copied). With every post of a large store equally likely, each
+    /// is a cache miss, so a pipelined read of 16 requests waited for memory
+    /// about 48 times in turn. Here each step is asked for every id before
+    /// the next step waits for any: about three waits for all of them.
+    ///
+    /// Nothing here changes the store or decides an answer: an id that is
+    /// absent, or whose slot's metadata matches another id's, only costs its
+    /// loads, and every answer still comes from [`Store::get`].
+    pub fn prefetch<'a>(&self, ids: impl IntoIterator<Item = &'a str>, guard: &Guard<'_>) {
+        let mut hashes = [0u64; PREFETCH_MAX];
+        let mut n = 0;
+        for id in ids.into_iter().take(PREFETCH_MAX) {
+            let h = self.map.hash_of(id);
+            self.map.prefetch_slot(h, guard);
+            hashes[n] = h;
+            n += 1;
+        }
+        let mut found: [Option<&Resident>; PREFETCH_MAX] = [None; PREFETCH_MAX];
+        for (h, f) in hashes[..n].iter().zip(&mut found) {
+            *f = self.map.first_candidate(*h, guard);
+            if let Some(r) = f {
+                papaya::prefetch_read((*r as *const Resident).cast());
+            }
+        }
+        for r in found[..n].iter().flatten() {
+            r.0.prefetch();
+        }
     }
 
     /// True when `id` is resident; does not count as a read.
@@ -909,6 +969,69 @@ impl StoreWriter {
 mod tests {
     use super::*;
     use crate::record::{etag_of, Op};
+
+    #[test]
+    fn prefetch_takes_at_most_its_maximum_and_changes_nothing() {
+        let (store, mut w) = Store::new();
+        let ids: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            w.put(&rec(id, i as u64 + 1, id.as_bytes()));
+        }
+        w.delete("p7", 1_000);
+        let (snapshot, bytes) = (store.snapshot(), store.bytes());
+        let guard = store.guard();
+        let mut taken = 0;
+        let asked = ids
+            .iter()
+            .map(String::as_str)
+            .chain(["absent", "p7", "p1", "p1"]);
+        store.prefetch(asked.rev().inspect(|_| taken += 1), &guard);
+        assert_eq!(taken, PREFETCH_MAX);
+        store.prefetch(std::iter::empty(), &guard);
+        assert_eq!((store.snapshot(), store.bytes()), (snapshot, bytes));
+        for id in ids.iter().filter(|id| *id != "p7") {
+            assert_eq!(store.get(id, &guard).unwrap().body(), id.as_bytes());
+        }
+        assert!(store.get("p7", &guard).is_none());
+    }
+
+    /// What [`Store::prefetch`] relies on from papaya: for every key held,
+    /// the first entry of its probe sequence whose metadata matches its hash
+    /// is found, also past other keys, emptied slots and the first position.
+    #[test]
+    fn the_first_candidate_of_every_key_held_is_found() {
+        let set: papaya::HashSet<String> = papaya::HashSet::new();
+        let guard = set.guard();
+        let keys: Vec<String> = (0..20_000).map(|i| format!("post-{i}")).collect();
+        for k in &keys {
+            set.insert(k.clone(), &guard);
+        }
+        for k in keys.iter().step_by(3) {
+            set.remove(k.as_str(), &guard);
+        }
+        let meta = |h: u64| h >> 57;
+        let (mut own, mut other) = (0, 0);
+        for (i, k) in keys.iter().enumerate() {
+            let h = set.hash_of(k.as_str());
+            let c = set.first_candidate(h, &guard);
+            if i % 3 == 0 {
+                // Removed: nothing, or some key sharing the metadata.
+                if let Some(c) = c {
+                    assert_ne!(c, k);
+                    assert_eq!(meta(set.hash_of(c.as_str())), meta(h));
+                }
+                continue;
+            }
+            let c = c.unwrap_or_else(|| panic!("no candidate for {k}"));
+            if c == k {
+                own += 1;
+            } else {
+                assert_eq!(meta(set.hash_of(c.as_str())), meta(h), "{k} → {c}");
+                other += 1;
+            }
+        }
+        assert!(own > 99 * (own + other) / 100, "{own} own, {other} other");
+    }
 
     fn rec<'a>(id: &'a str, version: u64, body: &'a [u8]) -> RecordRef<'a> {
         RecordRef {
