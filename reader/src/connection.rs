@@ -382,7 +382,8 @@ fn process(core: &Core, input: &[u8], out: &mut Vec<u8>, filled: &mut Option<Fil
 /// Prefetches the posts of the requests from `from` on, by their ids as
 /// [`http::post_id_hints`] finds them in at most [`LOOKAHEAD_SCAN`] bytes;
 /// returns the offset up to which `input` has been looked through, so that
-/// no byte of a read is looked through twice.
+/// [`process`] looks through no byte twice (but for a request line where a
+/// scan was cut).
 fn prefetch_ahead(core: &Core, guard: &Guard<'_>, input: &[u8], from: usize) -> usize {
     let to = input.len().min(from + LOOKAHEAD_SCAN);
     let region = &input[from..to];
@@ -392,13 +393,24 @@ fn prefetch_ahead(core: &Core, guard: &Guard<'_>, input: &[u8], from: usize) -> 
         end = from + (id.as_ptr() as usize - region.as_ptr() as usize) + id.len();
     });
     core.shared.store.prefetch(ids, guard);
+    // The search stops at the last id taken.
+    #[cfg(test)]
+    tests::LOOKED_THROUGH
+        .with(|n| n.set(n.get() + if found == PREFETCH_MAX { end } else { to } - from));
     if found == PREFETCH_MAX {
         // There may be more ids after the last one taken.
         end
+    } else if to < input.len() {
+        // Cut short: a request line may straddle the cut, so the next scan
+        // may start that much before it.
+        (to - CUT_LINE).max(from + 1)
     } else {
         to
     }
 }
+
+/// Longest `HEAD /post?id=<id> ` that [`http::post_id_hints`] can find.
+const CUT_LINE: usize = "HEAD /post?id= ".len() + MAX_ID_LEN;
 
 /// A refusal that closes the connection.
 fn reject_with(
@@ -677,6 +689,12 @@ mod tests {
 
     thread_local! {
         static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+        /// Bytes [`prefetch_ahead`] looked through on this thread.
+        pub(super) static LOOKED_THROUGH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn looked_through() -> usize {
+        LOOKED_THROUGH.with(Cell::get)
     }
 
     // SAFETY: defers every call to the system allocator; only counts.
@@ -756,7 +774,7 @@ mod tests {
                 _ => (format!("/post?id=p{i}"), format!(r#"{{"id":"p{i}"}}"#)),
             };
             let decoy = if i == 3 {
-                "Referer: /post?id=p39 /post?id=p38\r\n"
+                "Referer: /post?id=p39 x\r\nX: GET /post?id=p38 x\r\n"
             } else {
                 ""
             };
@@ -774,10 +792,36 @@ mod tests {
         }
     }
 
+    /// A read's requests are looked through for ids about once: a read of
+    /// many requests without ids costs no scan per request.
+    #[test]
+    fn a_read_is_looked_through_for_ids_about_once() {
+        let core = core_with("p0", b"{}");
+        for (one, count) in [
+            ("GET /post?id=p0 HTTP/1.1\r\nHost: h\r\n\r\n", 100),
+            ("GET /health HTTP/1.1\r\nHost: h\r\n\r\n", 1000),
+        ] {
+            let input = one.repeat(count);
+            let mut out = Vec::new();
+            let before = looked_through();
+            let b = process(&core, input.as_bytes(), &mut out, &mut None);
+            assert_eq!(b.answered, count as u64);
+            let looked = looked_through() - before;
+            // At most once, but for a request line where a 4 KiB scan was
+            // cut; the rest of a line after the last id taken is skipped.
+            let bound = input.len() + input.len() / LOOKAHEAD_SCAN * CUT_LINE;
+            assert!(
+                looked <= bound && looked >= input.len() / 2,
+                "{looked} bytes looked through for {} bytes of {one:?}",
+                input.len()
+            );
+        }
+    }
+
     /// How far a prefetch looks: up to the id it stopped at when it took all
     /// it could, else to the end of what it may look through.
     #[test]
-    fn a_prefetch_looks_through_each_byte_of_a_read_once_and_a_bounded_part() {
+    fn a_prefetch_looks_as_far_as_its_ids_or_a_bounded_part() {
         let core = core_with("p0", b"{}");
         let guard = core.shared.store.guard();
         let one = "GET /post?id=p0 HTTP/1.1\r\nHost: h\r\n\r\n";
@@ -793,11 +837,12 @@ mod tests {
             prefetch_ahead(&core, &guard, input.as_bytes(), from),
             input.len()
         );
-        // No ids at all: at most LOOKAHEAD_SCAN bytes.
+        // No ids at all: at most LOOKAHEAD_SCAN bytes, and the next scan
+        // starts a request line before where this one was cut.
         let health = "GET /health HTTP/1.1\r\nHost: h\r\n\r\n".repeat(1000);
         assert_eq!(
             prefetch_ahead(&core, &guard, health.as_bytes(), 40),
-            40 + LOOKAHEAD_SCAN
+            40 + LOOKAHEAD_SCAN - CUT_LINE
         );
         assert!(health.len() > 40 + LOOKAHEAD_SCAN);
     }

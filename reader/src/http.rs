@@ -613,15 +613,22 @@ fn percent_decode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
     Some(n)
 }
 
-/// The ids of the `/post?id=<id>` requests in `input`, in order, for
-/// prefetching their posts before the requests are parsed: found by that
-/// text alone, wherever it stands (a hint, never an answer: each request is
-/// still parsed and checked in full). An id is taken up to a space or `&`,
-/// and only when it is in the id alphabet as it stands.
+/// The ids of the `GET|HEAD /post?id=<id>` request lines in `input`, in
+/// order, for prefetching their posts before the requests are parsed: found
+/// by that text at the start of `input` or of a line (a hint, never an
+/// answer: each request is still parsed and checked in full). An id is taken
+/// up to a space or `&`, and only when it is in the id alphabet as it stands.
 pub fn post_id_hints(input: &[u8]) -> impl Iterator<Item = &str> {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(POST_ID));
     FINDER.find_iter(input).filter_map(|at| {
+        let before = &input[..at];
+        let line = before
+            .strip_suffix(b"GET ")
+            .or_else(|| before.strip_suffix(b"HEAD "))?;
+        if !(line.is_empty() || line.ends_with(b"\n")) {
+            return None;
+        }
         let rest = &input[at + POST_ID.len()..];
         let end = rest
             .iter()
@@ -909,13 +916,14 @@ mod tests {
                       HEAD /post?id=B.2&x=1 HTTP/1.1\r\nHost: h\r\n\r\n\
                       GET /health HTTP/1.1\r\nHost: h\r\n\r\n\
                       GET /post?id=%41 HTTP/1.1\r\nHost: h\r\n\r\n\
-                      GET /post?id=bad!id HTTP/1.1\r\nReferer: /post?id=c_3 x\r\n\r\n\
-                      GET /post?id=d~4 HTTP/1.1\r\nHost: h\r\n\r\n\
+                      GET /post?id=bad!id HTTP/1.1\r\nReferer: GET /post?id=c_3 x\r\n\r\n\
+                      GET /post?id=d~4 HTTP/1.1\r\nX: /post?id=e5 x\r\n\r\n\
+                      POST /post?id=f6 HTTP/1.1\r\n\r\n\
                       GET /post?id=cut-off-at-the-end";
         let hints: Vec<&str> = post_id_hints(input).collect();
         // Percent-encoded, out-of-alphabet and unterminated ids are left to
-        // the parser; an id in a header is a hint like any other.
-        assert_eq!(hints, ["a-1", "B.2", "c_3", "d~4"]);
+        // the parser, and so are ids in headers and other methods.
+        assert_eq!(hints, ["a-1", "B.2", "d~4"]);
         // Each hint borrows the input, where the request's own id will be.
         let at = hints[0].as_ptr() as usize - input.as_ptr() as usize;
         assert_eq!(&input[at..at + 3], b"a-1");

@@ -1000,7 +1000,10 @@ mod tests {
     /// is found, also past other keys, emptied slots and the first position.
     #[test]
     fn the_first_candidate_of_every_key_held_is_found() {
-        let set: papaya::HashSet<String> = papaya::HashSet::new();
+        // Resized the way the store resizes.
+        let set: papaya::HashSet<String> = papaya::HashSet::builder()
+            .resize_mode(papaya::ResizeMode::Blocking)
+            .build();
         let guard = set.guard();
         let keys: Vec<String> = (0..20_000).map(|i| format!("post-{i}")).collect();
         for k in &keys {

@@ -434,18 +434,21 @@ where
         self.raw.hash_of(key)
     }
 
-    /// Asks the CPU to start loading the table's metadata byte and entry
-    /// pointer at the first probe position of `hash` (from
-    /// [`HashSet::hash_of`]). Reads nothing itself (heavyread addition).
+    /// Asks the CPU to start loading the table's metadata and entry
+    /// pointers at the first probe positions of `hash` (from
+    /// [`HashSet::hash_of`]): the lines of its first position and of the
+    /// eight after it. Reads only the table's header (heavyread addition).
     #[inline]
     pub fn prefetch_slot(&self, hash: u64, guard: &impl Guard) {
         self.raw.prefetch_slot(hash, self.raw.verify(guard))
     }
 
-    /// Returns the element at the first probe position of `hash` if that
-    /// position's metadata byte matches the hash, without comparing keys: it
-    /// may be a different key. Meant for prefetching what a later
-    /// [`HashSet::get`] reads, not as a lookup (heavyread addition).
+    /// Returns the first element in the probe sequence of `hash` whose
+    /// metadata byte matches the hash, without comparing keys: it may be a
+    /// different key. Looks in the root table only, so with incremental
+    /// resizing it can miss a key already moved to the next table. Meant for
+    /// prefetching what a later [`HashSet::get`] reads, not as a lookup
+    /// (heavyread addition).
     #[inline]
     pub fn first_candidate<'g>(&self, hash: u64, guard: &'g impl Guard) -> Option<&'g K> {
         self.raw.first_candidate(hash, self.raw.verify(guard))

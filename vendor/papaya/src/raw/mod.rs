@@ -1261,7 +1261,7 @@ where
     /// Asks the CPU to start loading the metadata and the entry pointers of
     /// the first probe positions of `hash`: the lines that hold its first
     /// position and the eight positions after it, where quadratic probing
-    /// looks first. Reads nothing itself.
+    /// looks first. Reads only the root table's header.
     #[inline]
     pub fn prefetch_slot(&self, hash: u64, guard: &impl VerifiedGuard) {
         let table = self.root(guard);
@@ -1282,7 +1282,10 @@ where
     /// whose metadata byte matches the hash, without comparing it with any
     /// key: it may be another key with the same metadata byte, or an entry
     /// already copied to a new table. Meant to learn what a later `get` will
-    /// read, not as a lookup. Valid for as long as the guard.
+    /// read, not as a lookup. Valid for as long as the guard. Looks in the
+    /// root table only: with incremental resizing, a key already moved to
+    /// the next table is not found (the blocking mode has no next table
+    /// once a write returns).
     #[inline]
     pub fn first_candidate<'g>(&self, hash: u64, guard: &'g impl VerifiedGuard) -> Option<&'g K> {
         let table = self.root(guard);
