@@ -1578,8 +1578,8 @@ fn discussion_preface(m: &Machine) -> String {
          The sections below are hand measurements, each with its date and commands, which explain \
          the tables above and record what was tried. Those of 2026-11-27 were made on a VM with an \
          Intel(R) Xeon(R) Processor, 2 vCPUs, idling through `haltpoll` with guest polling off, \
-         where a system call cost 165–210 ns (a C loop of `syscall(SYS_getppid)`); the last \
-         section compares it with an AMD EPYC VM.",
+         where a system call cost 165–210 ns (a C loop of `syscall(SYS_getppid)`); later sections \
+         compare it with an AMD EPYC VM and with Intel VMs of December.",
     );
     if m.cpu_model != DISCUSSION_CPU {
         let _ = write!(
@@ -1739,6 +1739,46 @@ glommio's task code about 2%; per request 1 `recvfrom`, 1 `sendto`, 0.29 `epoll_
 request's CPU, about 1.5 µs, and the lookup's misses about half of that: the keep-alive target \
 needs a lookup that touches fewer dependent lines than papaya's table, its node and the block, \
 as well as less of the rest.\n\n";
+
+const PREFETCH_DISCUSSION: &str = "## Discussion: prefetching the posts of a pipelined read (2026-12-08)\n\n\
+Hand measurements of 2026-12-08 on an Intel VM like that of 2026-12-07 (a system call 75–86 ns by \
+the pinned `getppid` loop), release builds, a local redis-server (AOF off) with 100,000 posts of \
+~350 bytes, one executor pinned to CPU 0, `wrk -t1 -c64` pinned to CPU 1 for 6 s after 1 s of \
+warm-up, the reader's CPU by `perf stat -e task-clock -p <reader pid>` over the 6 s; the builds \
+alternated, a fresh reader per run.\n\n\
+- **The change (commits eb4fc68, 8c977af).** A lookup reads three things that each need the one \
+before: papaya's table slot, its node (the entry handle) and the post's block. Over 100,000 posts \
+each is a cache miss, and a pipelined read of 16 requests paid them one after another. papaya is \
+now vendored with its lookup split into steps (`vendor/papaya/PATCHED.md`), and when more \
+requests follow the one being answered the reader finds their ids in the read (`/post?id=` on a \
+`GET` or `HEAD` line, by `memchr`) and `Store::prefetch` takes each step for up to 16 ids before \
+the next step waits for any: the slots asked for, then every slot read and its node asked for, \
+then every node read and its block's lines asked for. Answers still come from `Store::get`. A \
+keep-alive read holds one request and does none of this.\n\
+- **Pipelined (`pipeline.lua`), three rounds:** 1.128, 1.149, 1.128 µs per request against \
+1.587, 1.539, 1.514 µs without (−26%). Keep-alive (`random.lua`), three rounds: 6.338, 6.331, \
+6.242 µs against 6.408, 6.129, 6.049 µs, no change beyond the noise. Over ids drawn from the \
+first 64 posts only (every lookup in cache) both builds took 0.71–0.75 µs pipelined: the \
+prefetch's own work costs nothing measurable.\n\
+- **Tried and not kept, in the same way:** asking for only the block's first line or two instead \
+of its whole answer (1.185–1.260 µs against 1.126–1.148 µs for the whole block, and 1.523–1.565 \
+µs without prefetch); looking only at the first probe position instead of walking the probe \
+sequence as a lookup does (1.156–1.157 µs against 1.031–1.062 µs: a key that is not at its \
+first position was not prefetched, and its lookup waited as before); and \
+spreading the steps over the answers, one step per answer so that the next answers' loads would \
+overlap this answer's work (1.197–1.214 µs against 1.042–1.162 µs for all steps at once: an \
+answer is too short to cover a miss). Huge pages for the store, again: `process_madvise` with \
+`MADV_COLLAPSE` on a running reader (56 MiB of its heap became huge pages) gave 0.904 and 0.899 \
+µs pipelined against 0.912 µs before the collapse, while a reader left alone went from 0.903 to \
+0.859 and 0.883 µs in the same minutes (the VM was faster that hour).\n\
+- **Where the time goes now.** `perf record -e cpu-clock -F 4999 -g` of the pipelined load: the \
+lookups in `Store::get` no longer wait (the load of the node's id length had 26% of \
+`connection::process`'s samples with the first-position-only prefetch, and now under 1%), and \
+`memcmp` (the id compared in the block) from 3.4% to 0.5% of all samples. The waits moved into \
+the prefetch's steps, which read slots and nodes asked for a moment before: about half of \
+`process`'s samples, itself 16% of the reader's. Sixteen lookups now wait for memory about three \
+times together instead of about 48 times in turn; what is left is the number of lines the CPU can \
+have on their way at once.\n\n";
 
 const WAKE_DISCUSSION: &str = "## Discussion: what waking a sleeping executor costs\n\n\
 Hand measurements of 2026-11-27, release builds, the CPU latency request held, the server pinned \
@@ -2347,6 +2387,7 @@ pub fn render(r: &Results, plots_dir: &Path, plots_rel: &str) -> Result<String> 
     o.push_str(STALLS_DISCUSSION);
     o.push_str(IDLE_DISCUSSION);
     o.push_str(HOSTS_DISCUSSION);
+    o.push_str(PREFETCH_DISCUSSION);
 
     o.push_str(
         "## Reproduce\n\n```sh\nmake bench                      # this report (a few minutes)\n\
