@@ -1740,7 +1740,8 @@ request's CPU, about 1.5 µs, and the lookup's misses about half of that: the ke
 needs a lookup that touches fewer dependent lines than papaya's table, its node and the block, \
 as well as less of the rest.\n\n";
 
-const PREFETCH_DISCUSSION: &str = "## Discussion: prefetching the posts of a pipelined read (2026-12-08)\n\n\
+const PREFETCH_DISCUSSION: &str =
+    "## Discussion: prefetching the posts of a pipelined read (2026-12-08)\n\n\
 Hand measurements of 2026-12-08 on an Intel VM like that of 2026-12-07 (a system call 75–86 ns by \
 the pinned `getppid` loop), release builds, a local redis-server (AOF off) with 100,000 posts of \
 ~350 bytes, one executor pinned to CPU 0, `wrk -t1 -c64` pinned to CPU 1 for 6 s after 1 s of \
