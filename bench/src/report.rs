@@ -986,7 +986,7 @@ reader's shape and mean size, one `recv` and one `send` per read on level-trigge
 parsing and no lookups: the kernel's loopback TCP work plus the least user-space work. No \
 server answering the same loads with a `recv` and a `send` per read can use less CPU per \
 request on this machine; a prototype that submits the reads and writes of many connections \
-in one `io_uring_enter` measured no lower (the discussion's last section). The reader's CPU above the \
+in one `io_uring_enter` measured no lower (the discussion's section on the AMD EPYC VM). The reader's CPU above the \
 floor is what its own work costs: parsing, the lookup, building the answer, and its runtime.";
 
 /// The performance targets of issue 9, each against what this run measured.
@@ -1479,9 +1479,9 @@ keep-alive. The request path is bound by the lookup's cache misses and by the ke
 instructions. The tables above are the measurement of the result; the targets table \
 at the top says which targets are met. Not done in the reader: submitting the sends and \
 receives of many connections together through io_uring (a floor built that way, measured on \
-2026-12-06, was no cheaper than the epoll floor: the last section), and prefetching across the \
-lookups of a pipelined read (papaya's API gives no address to prefetch before the lookup \
-itself).\n\n";
+2026-12-06, was no cheaper than the epoll floor: the section on the AMD EPYC VM). Prefetching \
+across the lookups of a pipelined read, not possible through papaya's public API, was done on \
+2026-12-08 with papaya vendored: the section on prefetching, at the end.\n\n";
 
 const STALLS_DISCUSSION: &str = "## Discussion: `/bulk`, cold start, and this VM's 100 ms stalls\n\n\
 Hand measurements of 2026-11-27 (commits b72c97f, af637d1, 450b916, db750f8), release builds, a local \
@@ -1700,8 +1700,9 @@ blocks: pipelined 3.07, 3.12, 3.02, 2.89 µs against 2.92, 2.99, 3.21, 3.09 µs 
 alternating, and 18 MiB more RSS at 100,000 posts. Every request streams about ten lines of a \
 block through the 32 MiB L3, so a node's line is evicted long before its post is asked for \
 again, wherever the node lives. A store of this shape pays such a chain for any id that is not \
-hot (Redis's `GET` too: its dict's entry, the key object, the value), and papaya's API gives no \
-address to prefetch before the lookup itself. Since commit 14a6b0d every `make bench` measures \
+hot (Redis's `GET` too: its dict's entry, the key object, the value), and papaya's public API gives no \
+address to prefetch before the lookup itself (the section on prefetching, at the end, vendors it \
+to get one). Since commit 14a6b0d every `make bench` measures \
 it: sections 1 and 3 have a row for the reader over a hot set of 64 \
 posts, the targets table quotes it, and the text under each table splits the reader's CPU above \
 the floor into the misses (the median of three rounds of paired runs, all posts against the \
@@ -1762,7 +1763,7 @@ keep-alive read holds one request and does none of this.\n\
 first 64 posts only (every lookup in cache) both builds took 0.71–0.75 µs pipelined: the \
 prefetch's own work costs nothing measurable.\n\
 - **Tried and not kept, in the same way:** asking for only the block's first line or two instead \
-of its whole answer (1.185–1.260 µs against 1.126–1.148 µs for the whole block, and 1.523–1.565 \
+of its answer up to 1 KiB (1.185–1.260 µs against 1.126–1.148 µs for up to 1 KiB, and 1.523–1.565 \
 µs without prefetch); looking only at the first probe position instead of walking the probe \
 sequence as a lookup does (1.156–1.157 µs against 1.031–1.062 µs: a key that is not at its \
 first position was not prefetched, and its lookup waited as before); and \
@@ -1775,7 +1776,7 @@ answer is too short to cover a miss). Huge pages for the store, again: `process_
 - **Where the time goes now.** `perf record -e cpu-clock -F 4999 -g` of the pipelined load: the \
 lookups in `Store::get` no longer wait (the load of the node's id length had 26% of \
 `connection::process`'s samples with the first-position-only prefetch, and now under 1%), and \
-`memcmp` (the id compared in the block) from 3.4% to 0.5% of all samples. The waits moved into \
+`memcmp` (the id compared in the block) from 3.4% of all samples in that profile to 0.5%. The waits moved into \
 the prefetch's steps, which read slots and nodes asked for a moment before: about half of \
 `process`'s samples, itself 16% of the reader's. Sixteen lookups now wait for memory about three \
 times together instead of about 48 times in turn; what is left is the number of lines the CPU can \

@@ -11,10 +11,11 @@
 //! The `GET /post` path takes a store guard, looks the id up and copies the
 //! entry's ready header lines and body into the output buffer: no JSON, no
 //! allocation (buffers come from the executor's pool), no lock, and only
-//! this core's counters are written. A read that holds several requests
-//! (pipelining) first finds their ids and prefetches their posts together
-//! ([`heavyread_sync::Store::prefetch`]), so that the lookups' cache misses
-//! overlap instead of following each other. Reads and writes are plain
+//! this core's counters are written. When a read holds more requests after
+//! the one being answered (pipelining), the ids of the next ones (up to 16,
+//! found in at most 4 KiB) are looked for and their posts prefetched
+//! together ([`heavyread_sync::Store::prefetch`]), so that the lookups'
+//! cache misses overlap instead of following each other. Reads and writes are plain
 //! non-blocking system calls; waiting for the socket goes through the
 //! executor's [`crate::poller`].
 
@@ -330,6 +331,8 @@ fn process(core: &Core, input: &[u8], out: &mut Vec<u8>, filled: &mut Option<Fil
         fill: None,
     };
     // Input before this offset has been looked through for ids to prefetch.
+    // It starts again at every call: after a fill or a flush at most one
+    // window (16 ids or 4 KiB) is looked through again, which costs only time.
     let mut scanned = 0;
     loop {
         if out.len() >= FLUSH_AT {
